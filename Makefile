@@ -1,0 +1,35 @@
+# Two commands for a fresh machine with Python 3.11: `make repro` and `make test`.
+# Each creates .venv when absent and installs the pinned requirements first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export DVC_NO_ANALYTICS ?= 1
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install repro test bench clean-venv
+
+install: $(STAMP)
+
+# torch is installed first and pinned: here pip takes the local CPU wheel; an unpinned
+# torch pulled in by another package would fetch a multi-GB CUDA build.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

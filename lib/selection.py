@@ -1,0 +1,74 @@
+"""Select: embed the training pool, cluster it, and draw a proportional quota per cluster.
+
+The seed "Data V5" method: quota per cluster floor(|c| * N / sum |c|), at least 1, sampled
+with the seed. This first version embeds with TF-IDF + TruncatedSVD (offline) and clusters
+with MiniBatchKMeans; dedup, decontamination, community detection and the UMAP map come with
+the selection issue.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+
+from lib.config import SelectParams
+
+log = logging.getLogger(__name__)
+
+
+def record_text(record: dict) -> str:
+    if record.get("messages") is not None:
+        return "\n".join(m["content"] for m in record["messages"])
+    return record["text"]
+
+
+def embed_tfidf(texts: list[str], dims: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    matrix = TfidfVectorizer(sublinear_tf=True, min_df=1).fit_transform(texts)
+    dims = min(dims, matrix.shape[1] - 1, matrix.shape[0] - 1)
+    if dims < 2:  # too few records or terms for SVD: use the sparse vectors densely
+        return normalize(matrix).toarray()
+    return normalize(TruncatedSVD(n_components=dims, random_state=seed).fit_transform(matrix))
+
+
+def proportional_quota(sizes: dict[int, int], n_samples: int) -> dict[int, int]:
+    """floor(|c| * N / sum |c|) with a minimum of 1, never more than the cluster holds."""
+    total = sum(sizes.values())
+    return {c: min(size, max(1, (size * n_samples) // total)) for c, size in sizes.items()}
+
+
+def select_records(pool: list[dict], params: SelectParams, seed: int) -> tuple[list[dict], dict]:
+    """Return (selected records, metrics). Small pools fall back sensibly and say so in metrics."""
+    metrics = {"pool_records": len(pool), "strategy": params.strategy}
+    if params.strategy == "all" or len(pool) <= params.n_samples:
+        if params.strategy != "all":
+            metrics["fallback"] = "n_samples >= pool size: kept the whole pool"
+        metrics["selected_records"] = len(pool)
+        return list(pool), metrics
+
+    from sklearn.cluster import MiniBatchKMeans
+
+    vectors = embed_tfidf([record_text(r) for r in pool], params.svd_dims, seed)
+    n_clusters = min(params.n_clusters, len(pool))
+    labels = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3).fit_predict(vectors)
+    sizes = Counter(int(label) for label in labels)
+    quota = proportional_quota(dict(sizes), params.n_samples)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for cluster in sorted(quota):
+        members = np.flatnonzero(labels == cluster)
+        chosen.extend(rng.choice(members, size=quota[cluster], replace=False).tolist())
+    selected = [pool[i] for i in sorted(chosen)]
+    probs = np.array(list(sizes.values()), dtype=float) / len(pool)
+    metrics.update({
+        "selected_records": len(selected),
+        "n_clusters": n_clusters,
+        "cluster_size_entropy": round(float(-(probs * np.log(probs)).sum()), 4),
+        "largest_cluster": max(sizes.values()),
+        "smallest_cluster": min(sizes.values()),
+    })
+    return selected, metrics

@@ -1,0 +1,43 @@
+"""Stage `base_model`: build the offline `tiny` model on the selected pool, or pin a hub model.
+
+Reads:  data/selected/train.jsonl, params [seed, model]
+Writes: models/base (tokenizer + safetensors weights + manifest.json), metrics/base_model.json
+Run:    python -m stages.base_model data/selected/train.jsonl models/base metrics/base_model.json
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from lib.cli import run_stage
+from lib.config import load_params
+from lib.io import read_jsonl, write_json
+from lib.modeling import build_tiny_base, resolve_hub_model
+from lib.templates import plain_text, to_chat
+
+log = logging.getLogger("stages.base_model")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pool", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    if params.model.name != "tiny":
+        metrics = resolve_hub_model(args.out, params.model)
+    else:
+        pool = [r for r in read_jsonl(args.pool) if r.get("messages")]
+        # The tokenizer sees the rendered training text (annotations included) so intents and
+        # slots tokenize compactly; pretraining sees the plain dialogue text only.
+        tokenizer_texts = [m["content"] for r in pool for m in to_chat(r)["messages"]]
+        metrics = build_tiny_base(tokenizer_texts, [plain_text(r) for r in pool], args.out,
+                                  params.model, params.seed)
+    write_json(args.metrics, metrics)
+    log.info("base model: %s", metrics)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,35 @@
+"""Stage `select`: choose a diverse training set from the prepared train pool.
+
+Reads:  data/prepared/train.jsonl, params [seed, select]
+Writes: data/selected/train.jsonl, metrics/select.json
+Run:    python -m stages.select data/prepared/train.jsonl data/selected/train.jsonl metrics/select.json
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from lib.cli import run_stage
+from lib.config import load_params
+from lib.io import read_jsonl, write_json, write_jsonl
+from lib.selection import select_records
+
+log = logging.getLogger("stages.select")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pool", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    selected, metrics = select_records(read_jsonl(args.pool), params.select, params.seed)
+    write_jsonl(args.out, selected)
+    write_json(args.metrics, metrics)
+    log.info("selected %d of %d records", len(selected), metrics["pool_records"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

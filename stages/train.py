@@ -1,0 +1,41 @@
+"""Stage `train`: fine-tune the base model on the formatted train split (TRL SFTTrainer).
+
+Reads:  data/formatted/{train,val}.jsonl, models/base, params [seed, model, format, train]
+Writes: models/tuned (adapter or weights + tokenizer + chat template), metrics/train.json, dvclive/train (plots)
+Run:    python -m stages.train data/formatted models/base models/tuned dvclive/train metrics/train.json
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from lib.cli import run_stage
+from lib.config import load_params
+from lib.io import read_jsonl, write_json
+from lib.training import train_sft
+
+log = logging.getLogger("stages.train")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("formatted", type=Path)
+    parser.add_argument("base", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("live", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    metrics = train_sft(
+        train_rows=read_jsonl(args.formatted / "train.jsonl"),
+        val_rows=read_jsonl(args.formatted / "val.jsonl", allow_empty=True),
+        base_dir=args.base, out_dir=args.out, live_dir=args.live,
+        model=params.model, train=params.train, seed=params.seed, max_length=params.format.max_length,
+    )
+    write_json(args.metrics, metrics)
+    log.info("trained: %s", metrics)
+
+
+if __name__ == "__main__":
+    run_stage(main)
