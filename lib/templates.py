@@ -61,6 +61,25 @@ def plain_text(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pretraining_corpus(pool: list[dict], seed: int) -> tuple[list[str], list[str]]:
+    """Texts for the tiny base model: (tokenizer training texts, pretraining texts).
+
+    The tokenizer sees the rendered training text, so intents and slots tokenize compactly.
+    Pretraining sees the plain dialogues plus the annotation lines as a separate, shuffled
+    document: the base model then knows every token and the JSON syntax (a tied LM head with
+    never-trained rows is something LoRA cannot fix), but not which state follows which
+    utterance, which is what fine-tuning must teach.
+    """
+    import random
+
+    chats = [to_chat(r) for r in pool if r.get("messages")]
+    tokenizer_texts = [m["content"] for chat in chats for m in chat["messages"]]
+    states = [annotation_line(turn) for chat in chats for turn in chat["gold"]]
+    random.Random(seed).shuffle(states)
+    pretrain_texts = [plain_text(r) for r in pool if r.get("messages")] + ["\n".join(states) + "\n"]
+    return tokenizer_texts, pretrain_texts
+
+
 def prompt_messages(example: dict, turn: dict) -> list[dict]:
     """Teacher-forced prompt of a gold turn: the gold history up to (and including) its user message."""
     return example["messages"][: turn["index"]]

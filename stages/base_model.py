@@ -12,7 +12,7 @@ from lib.cli import run_stage
 from lib.config import load_params
 from lib.io import read_jsonl, write_json
 from lib.modeling import build_tiny_base, resolve_hub_model
-from lib.templates import plain_text, to_chat
+from lib.templates import pretraining_corpus
 
 log = logging.getLogger("stages.base_model")
 
@@ -30,11 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics = resolve_hub_model(args.out, params.model)
     else:
         pool = [r for r in read_jsonl(args.pool) if r.get("messages")]
-        # The tokenizer sees the rendered training text (annotations included) so intents and
-        # slots tokenize compactly; pretraining sees the plain dialogue text only.
-        tokenizer_texts = [m["content"] for r in pool for m in to_chat(r)["messages"]]
-        metrics = build_tiny_base(tokenizer_texts, [plain_text(r) for r in pool], args.out,
-                                  params.model, params.seed)
+        tokenizer_texts, pretrain_texts = pretraining_corpus(pool, params.seed)
+        metrics = build_tiny_base(tokenizer_texts, pretrain_texts, args.out, params.model, params.seed)
     write_json(args.metrics, metrics)
     log.info("base model: %s", metrics)
 

@@ -1,0 +1,49 @@
+"""Shared fixtures: offline by construction, a tiny tokenizer and 2-layer model built once per session."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"          # any hub access fails loudly instead of waiting
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lib.config import TinyModelParams  # noqa: E402
+
+TINY = TinyModelParams(vocab_size=400, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                       max_position_embeddings=256, pretrain_steps=0)
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def dialogues() -> list[dict]:
+    from lib.dialogue import generate_dialogues, load_catalog, load_graph
+
+    return generate_dialogues(load_catalog(ROOT / "data/seeds/recipes.json"),
+                              load_graph(ROOT / "data/seeds/graphs/recipe.json"), n=30, seed=7, max_turns=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(dialogues):
+    from lib.modeling import train_tokenizer
+    from lib.templates import to_chat
+
+    texts = [m["content"] for d in dialogues for m in to_chat(d)["messages"]]
+    return train_tokenizer(texts, TINY.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    from lib.modeling import build_tiny_model
+
+    return build_tiny_model(tiny_tokenizer, TINY, seed=0).eval()

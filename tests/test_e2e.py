@@ -1,0 +1,66 @@
+"""End to end: `dvc repro` of the whole DAG in a temporary copy with small params, then an experiment."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def merge(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def sh(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, root):
+    work = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (root / name).is_file() and not name.startswith(("metrics/", "dvclive/", "plots/")):
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, work / name)
+    (work / "dvc.lock").unlink(missing_ok=True)
+    params = merge(yaml.safe_load((root / "params.yaml").read_text()),
+                   yaml.safe_load((root / "configs/small.yaml").read_text()))
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(work)}
+    sh("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm init", work, env)
+    return work, env
+
+
+def test_dvc_repro_runs_the_whole_dag(workspace):
+    work, env = workspace
+    out = sh("dvc repro", work, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"generate@recipe_tod", "prepare", "select", "base_model", "format", "train", "predict",
+                   "score", "rag"}
+    score = json.loads((work / "metrics/score.json").read_text())
+    assert set(score) == {"base", "tuned", "majority"}
+    for model in score.values():
+        assert {"intent_accuracy", "bleu", "rouge_l"} <= set(model)
+    rag = json.loads((work / "metrics/rag.json").read_text())
+    assert set(rag) == {"base", "tuned"} and 0 <= rag["tuned"]["hit_at_k"] <= 1
+    assert (work / "dvclive/train/plots/metrics/train/loss.tsv").read_text().startswith("step\tloss")
+    assert "Data and pipelines are up to date" in sh("dvc status", work, env)
+
+
+def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
+    work, env = workspace
+    sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm repro", work, env)
+    out = sh("dvc exp run -S train.lr=0.005", work, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"train", "predict", "score", "rag"}
