@@ -44,6 +44,11 @@ def generate(model, tokenizer, conversations: Sequence[list[dict]], *, batch_siz
     return outputs
 
 
+def eval_examples(examples: list[dict], max_dialogues: int) -> list[dict]:
+    """The test dialogues that predict generates for and score scores: the first N (0: all)."""
+    return examples[: max_dialogues or None]
+
+
 def turn_id(example: dict, turn: dict) -> str:
     return f"{example['id']}:{turn['index']}"
 

@@ -65,7 +65,7 @@ def sft_config(train: TrainParams, output_dir: str, seed: int, max_length: int, 
         save_strategy="no", report_to="none", bf16=False, fp16=False, use_cpu=True,
         max_length=max_length, assistant_only_loss=True, packing=False,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-        dataloader_num_workers=0, disable_tqdm=True, dataset_num_proc=None,
+        dataloader_num_workers=0, disable_tqdm=True, include_num_input_tokens_seen="non_padding",
     )
 
 
@@ -110,6 +110,6 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
         metrics["eval_loss"] = round(final_eval["eval_loss"], 4)
     if "eval_mean_token_accuracy" in final_eval:
         metrics["eval_token_accuracy"] = round(final_eval["eval_mean_token_accuracy"], 4)
-    if tokens:
-        metrics["tokens_per_second"] = round(tokens / seconds, 1)
+    if tokens:  # real (non-padding) training tokens over wall time, evaluation passes included
+        metrics["real_tokens_per_second"] = round(tokens / seconds, 1)
     return metrics

@@ -12,7 +12,7 @@ from pathlib import Path
 from lib.cli import run_stage
 from lib.config import load_params
 from lib.errors import InputError
-from lib.generation import predict_dialogue_turns
+from lib.generation import eval_examples, predict_dialogue_turns
 from lib.io import read_jsonl, write_json, write_jsonl
 from lib.modeling import load_base, load_tuned
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    examples = read_jsonl(args.test, allow_empty=True)[: params.predict.max_dialogues or None]
+    examples = eval_examples(read_jsonl(args.test, allow_empty=True), params.predict.max_dialogues)
     if not examples:
         raise InputError(f"{args.test}: the test split is empty; nothing to predict")
     loaders = {"base": lambda: load_base(args.base, params.model.trust_remote_code),
