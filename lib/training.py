@@ -44,6 +44,23 @@ def _dvclive_callback(live_dir: Path):
     return DVCLiveLogger()
 
 
+def save_deterministic(model, out_dir: Path) -> None:
+    """Save weights/adapter so that the same run gives the same bytes on every machine.
+
+    `Trainer.save_model` also pickles the training arguments (with this run's temp paths), and
+    PEFT writes `target_modules` in set order, which changes with Python's hash seed.
+    """
+    import json
+
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    config_path = Path(out_dir) / "adapter_config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        if isinstance(config.get("target_modules"), list):
+            config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def lora_config(train: TrainParams):
     from peft import LoraConfig
 
@@ -94,7 +111,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
         result = trainer.train()
         seconds = time.perf_counter() - started
         final_eval = trainer.evaluate() if val_rows else {}
-        trainer.save_model(str(out_dir))
+        save_deterministic(trainer.model, out_dir)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(out_dir))
     tokens = trainer.state.num_input_tokens_seen or 0

@@ -56,6 +56,10 @@ def test_dvc_repro_runs_the_whole_dag(workspace):
     assert set(rag) == {"base", "tuned"} and 0 <= rag["tuned"]["hit_at_k"] <= 1
     assert (work / "dvclive/train/plots/metrics/train/loss.tsv").read_text().startswith("step\tloss")
     assert "Data and pipelines are up to date" in sh("dvc status", work, env)
+    # the tuned output holds only what is the same on every machine: no pickled run args, sorted modules
+    adapter = json.loads((work / "models/tuned/adapter_config.json").read_text())
+    assert adapter["target_modules"] == sorted(adapter["target_modules"])
+    assert not (work / "models/tuned/training_args.bin").exists()
 
 
 def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
