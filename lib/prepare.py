@@ -1,7 +1,8 @@
 """Prepare: validate every raw record, normalize text, drop exact duplicates, split by group.
 
 Splits hash each record's `group` (dialogue, document, tree) with the seed, so a group never
-straddles train and test and adding records never moves existing ones between splits.
+straddles train and test and adding records never moves existing ones between splits. A record
+whose source ships its own split (`meta.split` in train/val/test) keeps it.
 Bad rows are quarantined with file, line and reason; they never stop the good rows.
 """
 from __future__ import annotations
@@ -61,7 +62,11 @@ def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams) -> 
                 result.duplicates += 1
                 continue
             seen.add(record["id"])
-            result.splits[split_of(record["group"], seed, params)].append(record)
+            # A source that ships its own split (QA JSON's train/test) keeps it; the rest hash.
+            split = record["meta"].get("split")
+            if split not in result.splits:
+                split = split_of(record["group"], seed, params)
+            result.splits[split].append(record)
     for rows in result.splits.values():
         rows.sort(key=lambda r: r["id"])
     return result

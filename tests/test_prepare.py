@@ -56,3 +56,10 @@ def test_split_fractions_roughly_hold():
     splits = [split_of(f"g{i}", 42, PARAMS) for i in range(5000)]
     assert abs(splits.count("test") / 5000 - 0.2) < 0.03
     assert abs(splits.count("val") / 5000 - 0.1) < 0.03
+
+
+def test_a_shipped_split_is_kept(tmp_path):
+    rows = [{**_record(i), "meta": {"split": "test"}} for i in range(20)]
+    _write(tmp_path / "a.jsonl", rows)
+    result = prepare_records([tmp_path / "a.jsonl"], seed=1, params=PARAMS)
+    assert len(result.splits["test"]) == 20
