@@ -41,12 +41,22 @@ class ModelParams(Section):
 
 
 class SourceParams(Section):
-    kind: Literal["dialogues"]
+    """One entry of `sources`: a generator (`dialogues`) or a loader of the user's own data.
+
+    `path` is the stage's input, interpolated into its cmd and deps by dvc.yaml: the catalog for
+    dialogues (the state graph is data/seeds/graphs/<domain>.json), the data file for loaders.
+    """
+    kind: Literal["dialogues", "alpaca", "qa_json", "chat", "text", "oasst", "csv", "hf"]
+    path: str
+    domain: str = "general"
+    # dialogues only
     teacher: Literal["template"] = "template"
-    domain: Literal["recipe"] = "recipe"
     n_dialogues: int = Field(400, ge=1)
     max_turns: int = Field(12, ge=3)
     use_graph: bool = True
+    # loaders only: field renames (e.g. {instruction: prompt}) and format options (e.g. {lang: en})
+    mapping: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class PrepareParams(Section):

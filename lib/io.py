@@ -59,13 +59,13 @@ def require_file(path: str | os.PathLike, *, allow_empty: bool = False) -> Path:
     return path
 
 
-def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
+def iter_jsonl_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> Iterator[tuple[int, Any, str | None]]:
     """Yield (line number, parsed object or None, error or None) for each non-blank line.
 
     Bytes that are not UTF-8 and malformed JSON are reported per line, so callers can
     quarantine the row and keep going.
     """
-    path = require_file(path)
+    path = require_file(path, allow_empty=allow_empty)
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -85,7 +85,7 @@ def read_jsonl(path: str | os.PathLike, *, allow_empty: bool = False) -> list[di
     """Read a pipeline-internal JSONL file strictly: the first bad line is an error naming file:line."""
     path = require_file(path, allow_empty=allow_empty)
     rows = []
-    for lineno, obj, error in iter_jsonl_lines(path):
+    for lineno, obj, error in iter_jsonl_lines(path, allow_empty=allow_empty):
         if error is not None:
             raise InputError(f"{path}:{lineno}: {error}")
         if not isinstance(obj, dict):

@@ -46,10 +46,12 @@ class Prepared:
         return out
 
 
-def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams) -> Prepared:
+def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams,
+                    load_rejects: list[dict] | None = None) -> Prepared:
+    """Validate, normalize, dedup and split; `load_rejects` (rows the loaders refused) join the report."""
     if not raw_files:
         raise InputError("no raw JSONL files to prepare (is data/raw empty?)")
-    result, seen = Prepared(), set()
+    result, seen = Prepared(rejects=list(load_rejects or [])), set()
     for path in sorted(raw_files):
         for lineno, obj, error in iter_jsonl_lines(path):
             result.read += 1

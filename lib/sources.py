@@ -1,31 +1,46 @@
 """Sources: turn one `sources.<name>` params entry into canonical records.
 
-Each source names a `kind`; this first version has graph-guided dialogues simulated by the
-offline `template` teacher. Loaders for user datasets (alpaca, QA JSON, chat, OASST, CSV,
-HF datasets) and the LLM teachers plug in here by kind.
+Each source names a `kind`: graph-guided dialogues simulated by the offline `template`
+teacher, or one of the loaders of lib.loaders for the user's own data (alpaca, QA JSON, chat,
+raw text, OASST trees, CSV, Hugging Face datasets). LLM teachers plug in here by kind.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.config import SourceParams
 from lib.dialogue import generate_dialogues, load_catalog, load_graph
 from lib.errors import InputError
 from lib.io import require_file
+from lib.loaders import load_source
 
 
-def generate_source(name: str, source: SourceParams, seeds_dir: Path, seed: int) -> list[dict]:
+@dataclass
+class SourceOutput:
+    records: list[dict]
+    rejects: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+def generate_source(name: str, source: SourceParams, input_path: Path, seed: int) -> SourceOutput:
+    """Records of one source: simulated dialogues, or the user's file through its loader."""
     if source.kind == "dialogues":
-        catalog_path = require_file(seeds_dir / f"{source.domain}s.json")
-        graph_path = require_file(seeds_dir / "graphs" / f"{source.domain}.json")
-        records = generate_dialogues(load_catalog(catalog_path), load_graph(graph_path), n=source.n_dialogues,
-                                     seed=seed, max_turns=source.max_turns, source=name,
+        graph_path = require_file(Path(input_path).parent / "graphs" / f"{source.domain}.json")
+        records = generate_dialogues(load_catalog(require_file(input_path)), load_graph(graph_path),
+                                     n=source.n_dialogues, seed=seed, max_turns=source.max_turns, source=name,
                                      use_graph=source.use_graph)
         if not records:
             raise InputError(f"sources.{name}: generated no dialogues")
-        return records
-    raise InputError(f"sources.{name}: unsupported kind {source.kind!r}")  # pragma: no cover (typed params)
+        return SourceOutput(records, [], dialogue_metrics(records))
+    loaded = load_source(source.kind, Path(input_path), source=name, domain=source.domain,
+                         mapping=dict(source.mapping), options=dict(source.options))
+    metrics = {"records": len(loaded.records), "rejected": len(loaded.rejects),
+               "skipped": getattr(loaded, "skipped", 0)}
+    if any(r.get("messages") for r in loaded.records):
+        metrics.update(dialogue_metrics(loaded.records))
+    return SourceOutput(loaded.records, loaded.rejects, metrics)
 
 
 def distinct_n(texts: list[str], n: int) -> float:

@@ -1,8 +1,9 @@
 """Stage `prepare`: validate, normalize, deduplicate and split every raw source.
 
-Reads:  data/raw/*.jsonl, params [seed, prepare]
-Writes: data/prepared/{train,val,test}.jsonl, data/prepared/rejected.jsonl, metrics/prepare.json
-Run:    python -m stages.prepare data/raw data/prepared metrics/prepare.json
+Reads:  data/raw/*.jsonl, data/rejected/*.jsonl (rows the loaders refused), params [seed, prepare]
+Writes: data/prepared/{train,val,test}.jsonl, data/prepared/rejected.jsonl (every bad row with
+        file, line, reason), metrics/prepare.json
+Run:    python -m stages.prepare data/raw data/rejected data/prepared metrics/prepare.json
 """
 import argparse
 import logging
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from lib.cli import run_stage
 from lib.config import load_params
-from lib.io import write_json, write_jsonl
+from lib.io import read_jsonl, write_json, write_jsonl
 from lib.prepare import prepare_records
 
 log = logging.getLogger("stages.prepare")
@@ -19,13 +20,16 @@ log = logging.getLogger("stages.prepare")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("raw", type=Path)
+    parser.add_argument("rejected", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    result = prepare_records(sorted(args.raw.glob("*.jsonl")), params.seed, params.prepare)
+    load_rejects = [row for path in sorted(args.rejected.glob("*.jsonl"))
+                    for row in read_jsonl(path, allow_empty=True)]
+    result = prepare_records(sorted(args.raw.glob("*.jsonl")), params.seed, params.prepare, load_rejects)
     for split, rows in result.splits.items():
         write_jsonl(args.out / f"{split}.jsonl", rows)
     write_jsonl(args.out / "rejected.jsonl", result.rejects)

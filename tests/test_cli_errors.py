@@ -27,7 +27,8 @@ def test_missing_input_file(tmp_path, root):
 
 def test_empty_raw_folder(tmp_path, root):
     (tmp_path / "raw").mkdir()
-    result = run(root, "stages.prepare", str(tmp_path / "raw"), str(tmp_path / "out"), str(tmp_path / "m.json"))
+    result = run(root, "stages.prepare", str(tmp_path / "raw"), str(tmp_path / "rejected"), str(tmp_path / "out"),
+                 str(tmp_path / "m.json"))
     assert result.returncode == 2 and "no raw JSONL files" in result.stderr
     assert "Traceback" not in result.stderr
 

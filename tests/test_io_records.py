@@ -66,3 +66,8 @@ def test_valid_records_pass_and_ids_are_content_hashes():
                                                {"role": "assistant", "content": "hello\n\n\n"}]})
     assert a["id"] == b["id"] == record_id(a)
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_empty_file_allowed_when_asked(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    assert read_jsonl(tmp_path / "empty.jsonl", allow_empty=True) == []
