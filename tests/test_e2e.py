@@ -68,3 +68,17 @@ def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
     out = sh("dvc exp run -S train.lr=0.005", work, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"train", "predict", "score", "rag"}
+
+
+def test_a_teammate_pulls_and_has_nothing_to_recompute(workspace, tmp_path):
+    work, env = workspace
+    remote = tmp_path / "remote"
+    sh(f"dvc remote add --local -f -d local {remote}", work, env)   # the test's own remote, config untouched
+    sh("dvc push --run-cache", work, env)
+    for out in ("data/raw", "data/rejected", "data/prepared", "data/selected", "data/formatted",
+                "data/predictions", "models", ".dvc/cache"):
+        shutil.rmtree(work / out, ignore_errors=True)
+    sh("dvc pull --run-cache", work, env)
+    assert "Data and pipelines are up to date" in sh("dvc status", work, env)
+    out = sh("dvc repro", work, env)
+    assert "Running stage" not in out
