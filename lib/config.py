@@ -65,6 +65,10 @@ class PrepareParams(Section):
 
 
 class SelectParams(Section):
+    near_dup: bool = True
+    near_dup_threshold: float = Field(0.9, gt=0, le=1)      # MinHash LSH Jaccard on word 3-gram shingles
+    decontam_ngram: int = Field(13, ge=0)                    # 0: no decontamination
+    decontam_scope: Literal["prompts", "all"] = "prompts"    # prompts: user turns (or raw text)
     strategy: Literal["all", "cluster_quota"] = "cluster_quota"
     n_samples: int = Field(300, ge=1)
     n_clusters: int = Field(8, ge=1)

@@ -1,9 +1,10 @@
 """Select: embed the training pool, cluster it, and draw a proportional quota per cluster.
 
-The seed "Data V5" method: quota per cluster floor(|c| * N / sum |c|), at least 1, sampled
-with the seed. This first version embeds with TF-IDF + TruncatedSVD (offline) and clusters
-with MiniBatchKMeans; dedup, decontamination, community detection and the UMAP map come with
-the selection issue.
+Hygiene first (lib.dedup): near-duplicates and records contaminated by val/test are removed
+and counted. Then the seed "Data V5" method: quota per cluster floor(|c| * N / sum |c|), at
+least 1, sampled with the seed. This version embeds with TF-IDF + TruncatedSVD (offline) and
+clusters with MiniBatchKMeans; community detection, sentence-transformers and the UMAP map
+come with the selection issue.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections import Counter
 import numpy as np
 
 from lib.config import SelectParams
+from lib.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,38 @@ def proportional_quota(sizes: dict[int, int], n_samples: int) -> dict[int, int]:
     return {c: min(size, max(1, (size * n_samples) // total)) for c, size in sizes.items()}
 
 
-def select_records(pool: list[dict], params: SelectParams, seed: int) -> tuple[list[dict], dict]:
+def prompt_text(record: dict) -> str:
+    """What a model is asked: the user turns of a conversation, or a raw text record."""
+    if record.get("messages") is not None:
+        return "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
+    return record["text"]
+
+
+def clean_pool(pool: list[dict], eval_records: list[dict], params: SelectParams) -> tuple[list[dict], dict]:
+    """Drop near-duplicates within the pool and records contaminated by the val/test splits."""
+    from lib.dedup import contaminated, near_duplicates
+
+    metrics = {"near_duplicates_removed": 0, "contaminated_removed": 0}
+    if params.near_dup and len(pool) > 1:
+        drop = near_duplicates([record_text(r) for r in pool], [r["id"] for r in pool], params.near_dup_threshold)
+        pool = [r for i, r in enumerate(pool) if i not in drop]
+        metrics["near_duplicates_removed"] = len(drop)
+    if params.decontam_ngram and eval_records:
+        view = prompt_text if params.decontam_scope == "prompts" else record_text
+        drop = contaminated([view(r) for r in pool], [view(r) for r in eval_records], params.decontam_ngram)
+        pool = [r for i, r in enumerate(pool) if i not in drop]
+        metrics["contaminated_removed"] = len(drop)
+    return pool, metrics
+
+
+def select_records(pool: list[dict], params: SelectParams, seed: int,
+                   eval_records: list[dict] | None = None) -> tuple[list[dict], dict]:
     """Return (selected records, metrics). Small pools fall back sensibly and say so in metrics."""
     metrics = {"pool_records": len(pool), "strategy": params.strategy}
+    pool, cleaning = clean_pool(pool, eval_records or [], params)
+    metrics.update(cleaning)
+    if not pool:
+        raise InputError("select: the training pool is empty (after dedup/decontamination): nothing to train on")
     if params.strategy == "all" or len(pool) <= params.n_samples:
         if params.strategy != "all":
             metrics["fallback"] = "n_samples >= pool size: kept the whole pool"

@@ -1,8 +1,8 @@
 """Stage `select`: choose a diverse training set from the prepared train pool.
 
-Reads:  data/prepared/train.jsonl, params [seed, select]
+Reads:  data/prepared/{train,val,test}.jsonl (val/test for decontamination), params [seed, select]
 Writes: data/selected/train.jsonl, metrics/select.json
-Run:    python -m stages.select data/prepared/train.jsonl data/selected/train.jsonl metrics/select.json
+Run:    python -m stages.select data/prepared data/selected/train.jsonl metrics/select.json
 """
 import argparse
 import logging
@@ -18,14 +18,17 @@ log = logging.getLogger("stages.select")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pool", type=Path)
+    parser.add_argument("prepared", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    selected, metrics = select_records(read_jsonl(args.pool), params.select, params.seed)
+    pool = read_jsonl(args.prepared / "train.jsonl")
+    eval_records = [r for split in ("val", "test")
+                    for r in read_jsonl(args.prepared / f"{split}.jsonl", allow_empty=True)]
+    selected, metrics = select_records(pool, params.select, params.seed, eval_records)
     write_jsonl(args.out, selected)
     write_json(args.metrics, metrics)
     log.info("selected %d of %d records", len(selected), metrics["pool_records"])

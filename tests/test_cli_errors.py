@@ -10,7 +10,7 @@ def run(root, *args):
 def test_unknown_params_key(tmp_path, root):
     params = tmp_path / "params.yaml"
     params.write_text((root / "params.yaml").read_text().replace("  n_clusters: 8", "  n_clusterz: 8"))
-    result = run(root, "stages.select", "pool.jsonl", str(tmp_path / "o.jsonl"), str(tmp_path / "m.json"),
+    result = run(root, "stages.select", "data/prepared", str(tmp_path / "o.jsonl"), str(tmp_path / "m.json"),
                  "--params", str(params))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -18,10 +18,10 @@ def test_unknown_params_key(tmp_path, root):
 
 
 def test_missing_input_file(tmp_path, root):
-    result = run(root, "stages.select", str(tmp_path / "missing.jsonl"), str(tmp_path / "o.jsonl"),
+    result = run(root, "stages.select", str(tmp_path / "missing"), str(tmp_path / "o.jsonl"),
                  str(tmp_path / "m.json"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.jsonl'}: file not found"
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing' / 'train.jsonl'}: file not found"
     assert "Traceback" not in result.stderr
 
 
