@@ -14,8 +14,8 @@ names a `group` field (then `f"{source}:{row[field]}"`); all paths of one OASST 
 `f"{source}:{message_tree_id}"`.
 
 Prompt-only CSV rows (no response column) are records with `messages=[user]` and
-`meta["prompt_only"] = True`; they are validated on a copy with a placeholder assistant turn,
-because `validate_record` requires one. Consumers that train must skip them (evaluation prompts).
+`meta["prompt_only"] = True`, which the validator accepts without an assistant turn; the format
+stage leaves them out of training (they are evaluation prompts).
 """
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ _OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
 _SPLIT_NAMES = {"train": "train", "test": "test", "validation": "val", "valid": "val", "val": "val",
                 "dev": "val"}
 _LOCAL_HF_BUILDERS = ("json", "parquet", "csv", "text")
-_PLACEHOLDER = {"role": "assistant", "content": "<prompt-only placeholder>"}
 _OASST_ROLES = {"prompter": "user", "assistant": "assistant"}
 
 
@@ -149,9 +148,7 @@ class _Builder:
         record["meta"] = {"file": self.file, "line": line, **(meta or {})}
         if prompt_only:
             record["meta"]["prompt_only"] = True
-            reason = validate_record({**record, "messages": [*record["messages"], _PLACEHOLDER]})
-        else:
-            reason = validate_record(record)
+        reason = validate_record(record)
         if reason is not None:
             self.reject(line, prefix + reason)
             return None

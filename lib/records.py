@@ -66,7 +66,9 @@ def validate_record(record: Any) -> str | None:
         annotations = message.get("annotations")
         if annotations is not None and not isinstance(annotations, dict):
             return f"messages[{index}].annotations must be an object"
-    if not any(m["role"] == "assistant" for m in messages):
+    # A prompt-only record (an evaluation prompt set, e.g. a CSV with a prompt column alone)
+    # says so in meta; any other conversation needs an assistant turn to train on.
+    if not any(m["role"] == "assistant" for m in messages) and not record.get("meta", {}).get("prompt_only"):
         return "messages hold no assistant turn"
     return None
 

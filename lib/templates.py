@@ -112,6 +112,9 @@ def format_split(records: list[dict], tokenizer, params: FormatParams) -> tuple[
         if record.get("messages") is None:
             counts["skipped_text_records"] += 1   # raw-text rendering comes with the formatting issue
             continue
+        if record.get("meta", {}).get("prompt_only"):
+            counts["skipped_prompt_only"] += 1    # nothing to train on or score against
+            continue
         example = to_chat(record)
         fitted = fit_length(example, tokenizer, params)
         if fitted is None:

@@ -71,3 +71,9 @@ def test_valid_records_pass_and_ids_are_content_hashes():
 def test_empty_file_allowed_when_asked(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     assert read_jsonl(tmp_path / "empty.jsonl", allow_empty=True) == []
+
+
+def test_prompt_only_records_are_valid_only_when_marked():
+    prompt = {"source": "s", "group": "g", "messages": [{"role": "user", "content": "write a loop"}]}
+    assert "no assistant" in validate_record(prompt)
+    assert validate_record({**prompt, "meta": {"prompt_only": True}}) is None

@@ -199,7 +199,7 @@ def test_csv_prompt_only():
     assert first["messages"] == [{"role": "user", "content": "How do I peel garlic quickly?"}]
     assert first["meta"] == {"file": str(path), "line": 2, "prompt_only": True}
     assert first["id"] == record_id(first)
-    assert validate_record(first) == "messages hold no assistant turn"   # documented: not trainable
+    assert validate_record(first) is None   # valid as a prompt-only record; format leaves it out of training
     assert out.rejects == [{"file": str(path), "line": 4, "reason": "field 'prompt' is empty"}]
 
 

@@ -58,3 +58,12 @@ def test_batched_greedy_equals_one_at_a_time(dialogues, tiny_tokenizer, tiny_mod
     batched = generate(tiny_model, tiny_tokenizer, prompts, batch_size=6, max_new_tokens=12)
     single = [generate(tiny_model, tiny_tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
     assert batched == single
+
+
+def test_format_leaves_prompt_only_records_out_of_training(dialogues, tiny_tokenizer):
+    from lib.templates import format_split
+
+    prompt = {"id": "p", "source": "eval", "group": "g", "meta": {"prompt_only": True},
+              "messages": [{"role": "user", "content": "write a loop"}]}
+    examples, counts = format_split([dialogues[0], prompt], tiny_tokenizer, FormatParams(max_length=2048))
+    assert [e["id"] for e in examples] == [dialogues[0]["id"]] and counts["skipped_prompt_only"] == 1
