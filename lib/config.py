@@ -70,6 +70,7 @@ class SelectParams(Section):
     decontam_ngram: int = Field(13, ge=0)                    # 0: no decontamination
     decontam_scope: Literal["prompts", "all"] = "prompts"    # prompts: user turns (or raw text)
     strategy: Literal["all", "cluster_quota"] = "cluster_quota"
+    quota: Literal["proportional", "uniform"] = "proportional"
     n_samples: int = Field(300, ge=1)
     n_clusters: int = Field(8, ge=1)
     svd_dims: int = Field(64, ge=2)

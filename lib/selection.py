@@ -43,6 +43,27 @@ def proportional_quota(sizes: dict[int, int], n_samples: int) -> dict[int, int]:
     return {c: min(size, max(1, (size * n_samples) // total)) for c, size in sizes.items()}
 
 
+def uniform_quota(sizes: dict[int, int], n_samples: int) -> dict[int, int]:
+    """Equal shares of N; a cluster smaller than its share gives the rest to the others."""
+    quota, remaining = {}, n_samples
+    ordered = sorted(sizes, key=lambda c: (sizes[c], c))
+    for position, cluster in enumerate(ordered):
+        quota[cluster] = min(sizes[cluster], remaining // (len(ordered) - position))
+        remaining -= quota[cluster]
+    return quota
+
+
+def mean_pairwise_distance(vectors: np.ndarray, seed: int, max_points: int = 2000) -> float:
+    """Mean cosine distance between distinct selected records (a sample of 2,000 at most)."""
+    if len(vectors) < 2:
+        return 0.0
+    if len(vectors) > max_points:
+        vectors = vectors[np.random.default_rng(seed).choice(len(vectors), max_points, replace=False)]
+    sims = vectors @ vectors.T
+    n = len(vectors)
+    return float(1.0 - (sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
 def prompt_text(record: dict) -> str:
     """What a model is asked: the user turns of a conversation, or a raw text record."""
     if record.get("messages") is not None:
@@ -79,15 +100,20 @@ def select_records(pool: list[dict], params: SelectParams, seed: int,
         if params.strategy != "all":
             metrics["fallback"] = "n_samples >= pool size: kept the whole pool"
         metrics["selected_records"] = len(pool)
+        metrics.update({f"selected_from_{source}": count
+                        for source, count in sorted(Counter(r["source"] for r in pool).items())})
         return list(pool), metrics
 
     from sklearn.cluster import MiniBatchKMeans
 
     vectors = embed_tfidf([record_text(r) for r in pool], params.svd_dims, seed)
     n_clusters = min(params.n_clusters, len(pool))
+    if n_clusters < params.n_clusters:
+        metrics["fallback"] = f"n_clusters {params.n_clusters} > pool size: used {n_clusters}"
     labels = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3).fit_predict(vectors)
     sizes = Counter(int(label) for label in labels)
-    quota = proportional_quota(dict(sizes), params.n_samples)
+    share = uniform_quota if params.quota == "uniform" else proportional_quota
+    quota = share(dict(sizes), params.n_samples)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
     for cluster in sorted(quota):
@@ -101,5 +127,9 @@ def select_records(pool: list[dict], params: SelectParams, seed: int,
         "cluster_size_entropy": round(float(-(probs * np.log(probs)).sum()), 4),
         "largest_cluster": max(sizes.values()),
         "smallest_cluster": min(sizes.values()),
+        "mean_pairwise_distance": round(mean_pairwise_distance(vectors[sorted(chosen)], seed), 4),
+        "pool_mean_pairwise_distance": round(mean_pairwise_distance(vectors, seed), 4),
     })
+    metrics.update({f"selected_from_{source}": count
+                    for source, count in sorted(Counter(r["source"] for r in selected).items())})
     return selected, metrics

@@ -3,7 +3,7 @@ import pytest
 from lib.config import SelectParams
 from lib.errors import InputError
 from lib.scoring import macro_f1, majority_predictions, references, score_turns
-from lib.selection import proportional_quota, select_records
+from lib.selection import proportional_quota, select_records, uniform_quota
 from lib.templates import annotation_line, to_chat
 
 
@@ -43,3 +43,16 @@ def test_selection_is_seeded_and_falls_back(dialogues):
     assert a == b and 3 <= len(a) <= 12 and metrics["n_clusters"] == 3
     whole, metrics = select_records(dialogues[:5], params, seed=1)
     assert len(whole) == 5 and "fallback" in metrics
+
+
+def test_uniform_quota_redistributes_what_small_clusters_cannot_take():
+    assert uniform_quota({0: 2, 1: 50, 2: 50}, 30) == {0: 2, 1: 14, 2: 14}
+    assert sum(uniform_quota({0: 5, 1: 5}, 30).values()) == 10
+
+
+def test_selection_reports_diversity_and_cluster_fallback(dialogues):
+    params = SelectParams(n_samples=10, n_clusters=100, svd_dims=8, quota="uniform", decontam_ngram=0)
+    selected, metrics = select_records(dialogues, params, seed=1)
+    assert "n_clusters 100 > pool size" in metrics["fallback"]
+    assert metrics["selected_from_recipe_tod"] == len(selected)
+    assert 0 < metrics["mean_pairwise_distance"] <= 2
