@@ -1,11 +1,13 @@
 """Stage `generate@<source>`: produce one source's raw records (simulate, or load the user's file).
 
 Reads:  the source's input (`sources.<name>.path`: a catalog, or a data file), data/seeds/graphs,
-        params [seed, sources.<name>]
+        params [seed, sources.<name>, teacher, prepare (the ablation keeps held-out dialogues graph-made)]
 Writes: data/raw/<name>.jsonl (canonical records), data/rejected/<name>.jsonl (bad rows with
-        file, line, reason), metrics/generate/<name>.json
+        file, line, reason), metrics/generate/<name>.json, the teacher cache (persisted)
 Run:    python -m stages.generate recipe_tod data/seeds/recipes.json data/raw/recipe_tod.jsonl \\
             data/rejected/recipe_tod.jsonl metrics/generate/recipe_tod.json
+        --teacher-cache DIR: the LLM teacher's response cache (dvc.yaml: ${teacher.cache_dir}/<source>)
+        --dry-run: print the teacher requests, their tokens and estimated cost; send and write nothing
 """
 import argparse
 import logging
@@ -16,6 +18,7 @@ from lib.config import load_params
 from lib.errors import ParamsError
 from lib.io import write_json, write_jsonl
 from lib.sources import generate_source
+from lib.teacher import open_teacher
 
 log = logging.getLogger("stages.generate")
 
@@ -28,12 +31,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("rejects", type=Path)
     parser.add_argument("metrics", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--teacher-cache", type=Path, default=None,
+                        help="the source's teacher response cache folder (dvc.yaml: ${teacher.cache_dir}/<source>)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the teacher requests, their tokens and estimated cost; send and write nothing")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
     if args.source not in params.sources:
         raise ParamsError(f"{args.params}: sources.{args.source}: no such source")
-    result = generate_source(args.source, params.sources[args.source], args.input, params.seed)
+    source = params.sources[args.source]
+    if args.teacher_cache is not None and not args.dry_run:
+        args.teacher_cache.mkdir(parents=True, exist_ok=True)     # a DVC output even when unused
+    with open_teacher(params.teacher, backend=source.teacher, cache_dir=args.teacher_cache,
+                      dry_run=args.dry_run) as teacher:
+        result = generate_source(args.source, source, args.input, params.seed, teacher=teacher,
+                                 prepare=params.prepare)
+    if args.dry_run:
+        print(teacher.dry_run_report())
+        return
+    if teacher.backend != "template":
+        result.metrics.update(teacher.stats.metrics())
     write_jsonl(args.out, result.records)
     write_jsonl(args.rejects, result.rejects)
     write_json(args.metrics, result.metrics)
