@@ -1,8 +1,8 @@
-"""Stage `select`: choose a diverse training set from the prepared train pool.
+"""Stage `select`: choose a diverse training set from the prepared train pool, and map it.
 
 Reads:  data/prepared/{train,val,test}.jsonl (val/test for decontamination), params [seed, select]
-Writes: data/selected/train.jsonl, metrics/select.json
-Run:    python -m stages.select data/prepared data/selected/train.jsonl metrics/select.json
+Writes: data/selected/train.jsonl, metrics/select.json, plots/select/{map.csv,map.png}
+Run:    python -m stages.select data/prepared data/selected/train.jsonl metrics/select.json plots/select
 """
 import argparse
 import logging
@@ -11,7 +11,8 @@ from pathlib import Path
 from lib.cli import run_stage
 from lib.config import load_params
 from lib.io import read_jsonl, write_json, write_jsonl
-from lib.selection import select_records
+from lib.selection import select_pool
+from lib.selection_map import write_selection_map
 
 log = logging.getLogger("stages.select")
 
@@ -21,17 +22,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("prepared", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
+    parser.add_argument("plots", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    pool = read_jsonl(args.prepared / "train.jsonl")
+    pool = read_jsonl(args.prepared / "train.jsonl", allow_empty=True)
     eval_records = [r for split in ("val", "test")
                     for r in read_jsonl(args.prepared / f"{split}.jsonl", allow_empty=True)]
-    selected, metrics = select_records(pool, params.select, params.seed, eval_records)
-    write_jsonl(args.out, selected)
-    write_json(args.metrics, metrics)
-    log.info("selected %d of %d records", len(selected), metrics["pool_records"])
+    selection = select_pool(pool, params.select, params.seed, eval_records)
+    map_metrics = write_selection_map(args.plots, selection, params.select, params.seed)
+    write_jsonl(args.out, selection.records)
+    write_json(args.metrics, selection.metrics | map_metrics)
+    log.info("selected %d of %d records", len(selection.chosen), selection.metrics["pool_records"])
 
 
 if __name__ == "__main__":
