@@ -1,8 +1,12 @@
-"""Stage `format`: render records as training conversations and fit them to the token budget.
+"""Stage `format`: render records in the chosen template and fit them to the token budget.
+
+Templates (format.template): chat, qa, alpaca, seq2seq, syntod, text; see lib/templates.py.
 
 Reads:  data/selected/train.jsonl, data/prepared/{val,test}.jsonl, models/base (tokenizer), params [format, model]
-Writes: data/formatted/{train,val,test}.jsonl, metrics/format.json
-Run:    python -m stages.format data/selected/train.jsonl data/prepared models/base data/formatted metrics/format.json
+Writes: data/formatted/{train,val,test}.jsonl, data/formatted/format.json (template manifest),
+        metrics/format.json, plots/format/lengths.csv (token-length histogram)
+Run:    python -m stages.format data/selected/train.jsonl data/prepared models/base data/formatted
+            metrics/format.json plots/format
 """
 import argparse
 import logging
@@ -12,7 +16,8 @@ from lib.cli import run_stage
 from lib.config import load_params
 from lib.io import read_jsonl, write_json, write_jsonl
 from lib.modeling import load_tokenizer
-from lib.templates import format_split
+from lib.plots import write_csv
+from lib.templates import format_splits, length_histogram, manifest
 
 log = logging.getLogger("stages.format")
 
@@ -24,19 +29,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("base", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
+    parser.add_argument("plots", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
     tokenizer = load_tokenizer(args.base, params.model.trust_remote_code)
     inputs = {"train": args.train, "val": args.prepared / "val.jsonl", "test": args.prepared / "test.jsonl"}
-    metrics = {}
-    for split, path in inputs.items():
-        examples, counts = format_split(read_jsonl(path, allow_empty=split != "train"), tokenizer, params.format)
-        write_jsonl(args.out / f"{split}.jsonl", examples)
-        metrics.update({f"{split}_{key}": value for key, value in counts.items()})
-    write_json(args.metrics, metrics)
-    log.info("formatted: %s", metrics)
+    result = format_splits({split: read_jsonl(path, allow_empty=split != "train") for split, path in inputs.items()},
+                           tokenizer, params.format)
+    for split, rows in result.rows.items():
+        write_jsonl(args.out / f"{split}.jsonl", rows)
+    write_json(args.out / "format.json", manifest(params.format, tokenizer, result.intents))
+    write_csv(args.plots / "lengths.csv", length_histogram(result.lengths, params.format.max_length))
+    write_json(args.metrics, result.metrics)
+    log.info("formatted (%s): %s", params.format.template, result.metrics)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
-"""Train-time and predict-time renderings agree; loss masks cover assistant turns only; batching is exact."""
-import torch
-
+"""Train-time and predict-time renderings agree; loss masks cover assistant turns only (batching: test_generation)."""
 from lib.config import FormatParams
-from lib.generation import generate, render_prompts
+from lib.generation import render_prompts
 from lib.templates import annotation_line, fit_length, parse_annotation, prompt_messages, to_chat
 
 
@@ -49,15 +47,6 @@ def test_fit_length_truncates_whole_turns(dialogues, tiny_tokenizer):
     assert fitted is not None and fitted["messages"][-1]["role"] == "assistant"
     assert len(fitted["gold"]) < len(example["gold"])
     assert fit_length(example, tiny_tokenizer, FormatParams(max_length=120, overflow="drop")) is None
-
-
-def test_batched_greedy_equals_one_at_a_time(dialogues, tiny_tokenizer, tiny_model):
-    torch.manual_seed(0)
-    example = to_chat(dialogues[3])
-    prompts = [prompt_messages(example, turn) for turn in example["gold"]][:6]
-    batched = generate(tiny_model, tiny_tokenizer, prompts, batch_size=6, max_new_tokens=12)
-    single = [generate(tiny_model, tiny_tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
-    assert batched == single
 
 
 def test_format_leaves_prompt_only_records_out_of_training(dialogues, tiny_tokenizer):
