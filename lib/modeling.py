@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from lib.config import ModelParams, TinyModelParams
+from lib.config import ModelParams, QloraParams, TinyModelParams
 from lib.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -162,22 +162,66 @@ def _source(base_dir: Path) -> tuple[str, dict]:
     return manifest["name"], {"revision": manifest["revision"]}
 
 
+def _from_pretrained(loader, source: str, **kwargs):
+    """Call a `from_pretrained`; a hub model that is not in the local cache while offline is a UserError."""
+    try:
+        return loader(source, **kwargs)
+    except OSError as exc:
+        if Path(source).exists():
+            raise
+        from huggingface_hub import constants
+
+        why = "HF_HUB_OFFLINE=1 and it is not in the local cache" if constants.HF_HUB_OFFLINE else str(exc)
+        raise UserError(f"model {source!r} (revision {kwargs.get('revision')}): cannot load: {why}"
+                        .replace("\n", " ")) from None
+
+
+def bitsandbytes_available() -> bool:
+    """Whether 4-bit (bitsandbytes) loading can work here: the package imports and transformers sees it."""
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers.utils import is_bitsandbytes_available
+    except Exception:  # noqa: BLE001 - a broken install (missing native library) is "not available" too
+        return False
+    return bool(is_bitsandbytes_available())
+
+
+def quantization_config(qlora: QloraParams):
+    """BitsAndBytesConfig for QLoRA: 4-bit NF4 weights, double quantization, the given compute dtype."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if not bitsandbytes_available():
+        raise UserError("params.yaml: train.method qlora needs bitsandbytes (pip install bitsandbytes), "
+                        "which is missing or cannot load here; use train.method lora or full")
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=qlora.quant_type,
+                              bnb_4bit_use_double_quant=qlora.double_quant,
+                              bnb_4bit_compute_dtype=getattr(torch, qlora.compute_dtype),
+                              bnb_4bit_quant_storage=torch.uint8)
+
+
 def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     source, kwargs = _source(base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, trust_remote_code=trust_remote_code, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_base(base_dir: Path, trust_remote_code: bool = False):
-    """Load (model, tokenizer) from a base_model stage output (tiny on disk, or the pinned hub model)."""
+def load_base(base_dir: Path, trust_remote_code: bool = False, qlora: QloraParams | None = None):
+    """Load (model, tokenizer) from a base_model stage output (tiny on disk, or the pinned hub model).
+
+    With `qlora`, the linear layers are loaded as 4-bit bitsandbytes `Linear4bit` modules.
+    """
     from transformers import AutoModelForCausalLM
 
     source, kwargs = _source(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    if qlora is not None:
+        kwargs["quantization_config"] = quantization_config(qlora)
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, source,
+                             trust_remote_code=trust_remote_code, **kwargs)
     return model, load_tokenizer(base_dir, trust_remote_code)
 
 

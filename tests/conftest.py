@@ -47,3 +47,16 @@ def tiny_model(tiny_tokenizer):
     from lib.modeling import build_tiny_model
 
     return build_tiny_model(tiny_tokenizer, TINY, seed=0).eval()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread in tests: the tiny models gain nothing from more, and on a busy 2-core
+    machine two threads per process lose 10-50x to contention. Stages run in subprocesses keep
+    torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
