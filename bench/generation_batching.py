@@ -1,5 +1,7 @@
 """Bench: batched greedy generation vs one prompt at a time, same model, same prompts, one run.
 
+Both sides call lib.generation.generate (length-sorted, left-padded batches), the code predict runs.
+
 Uses models/base when `dvc repro` has built it, else a freshly built tiny model of the default
 shape (untrained: the cost of generation does not depend on the weights' values, only
 max_new_tokens is fixed by disabling the end token). Prints the ratio and writes
@@ -31,20 +33,12 @@ def load_model():
 
 
 def timed_generate(model, tokenizer, prompts, batch_size):
-    import torch
+    """Tokens per second of lib.generation.generate (the predict code path), end token disabled."""
+    from lib.generation import generate
 
-    ids = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-           for p in prompts]
     started = time.perf_counter()
-    for start in range(0, len(ids), batch_size):
-        batch = ids[start:start + batch_size]
-        width = max(map(len, batch))
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in batch])
-        mask = (input_ids != tokenizer.pad_token_id).long()
-        with torch.inference_mode():
-            model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=NEW_TOKENS,
-                           min_new_tokens=NEW_TOKENS, pad_token_id=tokenizer.pad_token_id)
-    return len(ids) * NEW_TOKENS / (time.perf_counter() - started)
+    generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+    return len(prompts) * NEW_TOKENS / (time.perf_counter() - started)
 
 
 def main() -> None:

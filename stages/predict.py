@@ -1,8 +1,11 @@
-"""Stage `predict`: teacher-forced batched generation on the test split, base and tuned models.
+"""Stage `predict`: teacher-forced generation on the test split and the API prompts, every model.
 
-Reads:  data/formatted/test.jsonl, models/base, models/tuned, params [model, predict]
-Writes: data/predictions/{base,tuned}.jsonl ({"id": "<example>:<turn>", "output": ...}), metrics/predict.json
-Run:    python -m stages.predict data/formatted/test.jsonl models/base models/tuned data/predictions metrics/predict.json
+Models: predict.models (base, tuned), predict.adapters, predict.openai endpoints; backend hf | vllm.
+Reads:  data/formatted/{test,val}.jsonl, data/seeds/api_prompts.jsonl, models/base, models/tuned,
+        params [seed, model, predict]
+Writes: data/predictions/<model>.jsonl ({"id": "<example>:<turn>", "output"}), data/predictions/api/<model>.jsonl,
+        data/predictions/perplexity.json ({model: {perplexity, val_tokens}}), metrics/predict.json
+Run:    python -m stages.predict data/formatted data/seeds/api_prompts.jsonl models/base models/tuned data/predictions metrics/predict.json
 """
 import argparse
 import logging
@@ -11,17 +14,16 @@ from pathlib import Path
 
 from lib.cli import run_stage
 from lib.config import load_params
-from lib.errors import InputError
-from lib.generation import eval_examples, predict_dialogue_turns
+from lib.generation import eval_examples, model_roster, open_backend, predict_model, require_turns
 from lib.io import read_jsonl, write_json, write_jsonl
-from lib.modeling import load_base, load_tuned
 
 log = logging.getLogger("stages.predict")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("test", type=Path)
+    parser.add_argument("formatted", type=Path)
+    parser.add_argument("api_prompts", type=Path)
     parser.add_argument("base", type=Path)
     parser.add_argument("tuned", type=Path)
     parser.add_argument("out", type=Path)
@@ -30,19 +32,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    examples = eval_examples(read_jsonl(args.test, allow_empty=True), params.predict.max_dialogues)
-    if not examples:
-        raise InputError(f"{args.test}: the test split is empty; nothing to predict")
-    loaders = {"base": lambda: load_base(args.base, params.model.trust_remote_code),
-               "tuned": lambda: load_tuned(args.base, args.tuned, params.model.trust_remote_code)}
-    metrics = {}
-    for name, load in loaders.items():
-        model, tokenizer = load()
+    test_file = args.formatted / "test.jsonl"
+    examples = eval_examples(read_jsonl(test_file, allow_empty=True), params.predict.max_dialogues)
+    require_turns(examples, test_file)
+    val = read_jsonl(args.formatted / "val.jsonl", allow_empty=True)
+    api_prompts = read_jsonl(args.api_prompts)
+    metrics, perplexity = {}, {}
+    for spec in model_roster(params.predict, args.tuned):
         started = time.perf_counter()
-        rows = predict_dialogue_turns(model, tokenizer, examples, batch_size=params.predict.batch_size,
-                                      max_new_tokens=params.predict.max_new_tokens)
-        metrics[name] = {"turns": len(rows), "seconds": round(time.perf_counter() - started, 1)}
-        write_jsonl(args.out / f"{name}.jsonl", rows)
+        with open_backend(spec, args.base, params.predict.backend, seed=params.seed,
+                          trust_remote_code=params.model.trust_remote_code) as backend:
+            rows, api_rows, stats = predict_model(backend, examples, api_prompts, val, params.predict)
+        write_jsonl(args.out / f"{spec.name}.jsonl", rows)
+        write_jsonl(args.out / "api" / f"{spec.name}.jsonl", api_rows)
+        perplexity[spec.name] = {k: stats[k] for k in ("perplexity", "val_tokens") if k in stats}
+        metrics[spec.name] = {**stats, "seconds": round(time.perf_counter() - started, 1)}
+    write_json(args.out / "perplexity.json", perplexity)
     write_json(args.metrics, metrics)
     log.info("predicted: %s", metrics)
 

@@ -1,7 +1,9 @@
-"""Stage `rag`: the retrieval-augmented QA benchmark, base and tuned side by side.
+"""Stage `rag`: the retrieval-augmented QA benchmark, every model side by side on the same context.
 
-Reads:  data/seeds/docs, data/seeds/rag_questions.jsonl, models/base, models/tuned, params [model, rag]
-Writes: metrics/rag.json ({model: {cosine, hit_at_k, ...}}), plots/rag/chunks.csv (chunk lengths)
+Reads:  data/seeds/docs, data/seeds/rag_questions.jsonl, models/base, models/tuned,
+        params [seed, model, rag, predict.backend/models/adapters/openai]
+Writes: metrics/rag.json ({model: {cosine, hit_at_k, ...}}), plots/rag/chunks.csv (chunk lengths),
+        plots/rag/chunk_lengths.png (histogram), plots/rag/cosine.png (answer cosine per model)
 Run:    python -m stages.rag data/seeds/docs data/seeds/rag_questions.jsonl models/base models/tuned metrics/rag.json plots/rag
 """
 import argparse
@@ -10,10 +12,10 @@ from pathlib import Path
 
 from lib.cli import run_stage
 from lib.config import load_params
-from lib.generation import generate
+from lib.generation import model_roster, open_backend
 from lib.io import read_jsonl, write_json
-from lib.modeling import load_base, load_tuned
-from lib.plots import write_csv
+from lib.modeling import load_tokenizer
+from lib.plots import box_plot, histogram, write_csv
 from lib.rag import build_benchmark, load_documents, score_answers
 
 log = logging.getLogger("stages.rag")
@@ -32,17 +34,17 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     trust = params.model.trust_remote_code
-    loaders = {"base": lambda: load_base(args.base, trust), "tuned": lambda: load_tuned(args.base, args.tuned, trust)}
-    results = {}
-    for name, load in loaders.items():
-        model, tokenizer = load()
-        chunks, index, rows = build_benchmark(load_documents(args.docs), read_jsonl(args.questions), tokenizer,
-                                              params.rag)
-        answers = generate(model, tokenizer, [r["messages"] for r in rows], batch_size=params.rag.batch_size,
-                           max_new_tokens=params.rag.max_new_tokens)
-        results[name] = score_answers(index, rows, answers)
+    bench = build_benchmark(load_documents(args.docs), read_jsonl(args.questions, allow_empty=True),
+                            load_tokenizer(args.base, trust), params.rag)
+    results, cosines = {}, {}
+    for spec in model_roster(params.predict, args.tuned):
+        with open_backend(spec, args.base, params.predict.backend, seed=params.seed, trust_remote_code=trust) as backend:
+            answers = backend.generate([r["messages"] for r in bench.rows], params.rag.generation())
+        results[spec.name], cosines[spec.name] = score_answers(bench, answers, params.rag.embedder)
     write_json(args.metrics, results)
-    write_csv(args.plots / "chunks.csv", [{"chunk": i, "tokens": c["tokens"]} for i, c in enumerate(chunks)])
+    write_csv(args.plots / "chunks.csv", [{"chunk": i, "tokens": c["tokens"]} for i, c in enumerate(bench.chunks)])
+    histogram(args.plots / "chunk_lengths.png", [c["tokens"] for c in bench.chunks], "chunk lengths", "tokens")
+    box_plot(args.plots / "cosine.png", cosines, "RAG answer cosine to the reference", "cosine")
     log.info("rag: %s", results)
 
 

@@ -1,9 +1,11 @@
-"""Stage `score`: the scorecard of base, tuned and majority-class baseline on the test turns.
+"""Stage `score`: the scorecard of every predicted model and the majority-class baseline.
 
-Reads:  data/formatted/{train,test}.jsonl, data/predictions/{base,tuned}.jsonl, data/seeds/graphs,
-        params [predict.max_dialogues]
-Writes: metrics/score.json ({model: {metric: value}}), plots/score/confusion.csv (tuned intents)
-Run:    python -m stages.score data/formatted data/predictions data/seeds/graphs metrics/score.json plots/score
+Reads:  data/formatted/{train,test}.jsonl, data/predictions (<model>.jsonl, api/, perplexity.json),
+        data/seeds/graphs, data/seeds/api (API documents), data/seeds/api_prompts.jsonl,
+        params [predict.max_dialogues, score]
+Writes: metrics/score.json ({model: {metric: value}}), plots/score/confusion.csv (intents of
+        score.confusion_model), plots/score/cosine.png (reply cosine per model, box plot)
+Run:    python -m stages.score data/formatted data/predictions data/seeds/graphs data/seeds/api data/seeds/api_prompts.jsonl metrics/score.json plots/score
 """
 import argparse
 import logging
@@ -13,8 +15,8 @@ from lib.cli import run_stage
 from lib.config import load_params
 from lib.generation import eval_examples
 from lib.io import read_jsonl, write_json
-from lib.plots import write_csv
-from lib.scoring import confusion_rows, known_intents, majority_predictions, references, score_turns
+from lib.plots import box_plot, write_csv
+from lib.scoring import build_scorecard
 
 log = logging.getLogger("stages.score")
 
@@ -24,21 +26,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("formatted", type=Path)
     parser.add_argument("predictions", type=Path)
     parser.add_argument("graphs", type=Path)
+    parser.add_argument("api_docs", type=Path)
+    parser.add_argument("api_prompts", type=Path)
     parser.add_argument("metrics", type=Path)
     parser.add_argument("plots", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    refs = references(eval_examples(read_jsonl(args.formatted / "test.jsonl"), params.predict.max_dialogues))
-    intents = known_intents(args.graphs)
-    predictions = {name: read_jsonl(args.predictions / f"{name}.jsonl") for name in ("base", "tuned")}
-    predictions["majority"] = majority_predictions(read_jsonl(args.formatted / "train.jsonl"), refs)
-    scorecard = {name: score_turns(refs, rows, intents, str(args.predictions / f"{name}.jsonl"))
-                 for name, rows in predictions.items()}
+    test_file = args.formatted / "test.jsonl"
+    test = eval_examples(read_jsonl(test_file, allow_empty=True), params.predict.max_dialogues)
+    scorecard, cosines, confusion = build_scorecard(
+        test, read_jsonl(args.formatted / "train.jsonl", allow_empty=True), args.predictions, args.graphs,
+        args.api_docs, read_jsonl(args.api_prompts), params, test_source=str(test_file))
     write_json(args.metrics, scorecard)
-    write_csv(args.plots / "confusion.csv", confusion_rows(refs, predictions["tuned"]))
-    log.info("scorecard: %s", scorecard)
+    write_csv(args.plots / "confusion.csv", confusion)
+    box_plot(args.plots / "cosine.png", cosines, "reply cosine to the gold reply", "cosine")
+    log.info("scorecard: %s", {m: {k: v for k, v in c.items() if "@" not in k} for m, c in scorecard.items()})
 
 
 if __name__ == "__main__":
