@@ -18,6 +18,9 @@ import random
 import re
 from pathlib import Path
 
+from lib.errors import InputError
+from lib.retrieval import CatalogRetriever
+
 # --------------------------------------------------------------------------
 # intents and system acts
 # --------------------------------------------------------------------------
@@ -88,40 +91,108 @@ _TIMER_CHOICES = (2, 3, 5, 8, 10, 12, 15, 20, 25, 30, 40, 45)
 # --------------------------------------------------------------------------
 
 
-def load_catalog(path) -> list[dict]:
-    """Load and sanity-check the recipe catalog (a JSON list of recipes)."""
-    with open(Path(path), encoding="utf-8") as fh:
-        catalog = json.load(fh)
+RECIPE_FIELDS = ("id", "title", "cuisine", "minutes", "ingredients", "steps")
+
+
+def read_catalog(path, fields: tuple[str, ...], kind: str) -> list[dict]:
+    """A JSON list of catalog items, each with `fields`; errors name the file and the item."""
+    try:
+        with open(Path(path), encoding="utf-8") as fh:
+            catalog = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(catalog, list) or not catalog:
-        raise ValueError(f"{path}: catalog must be a non-empty JSON list")
+        raise InputError(f"{path}: the catalog must be a non-empty JSON list of {kind}s")
     seen = set()
-    for r in catalog:
-        for key in ("id", "title", "cuisine", "minutes", "ingredients", "steps"):
-            if key not in r:
-                raise ValueError(f"{path}: recipe {r.get('id')!r} lacks {key!r}")
-        if r["id"] in seen:
-            raise ValueError(f"{path}: duplicate recipe id {r['id']!r}")
-        seen.add(r["id"])
-        if not r["steps"] or not r["ingredients"]:
-            raise ValueError(f"{path}: recipe {r['id']!r} has no steps or ingredients")
+    for n, item in enumerate(catalog):
+        name = f"{kind} #{n} (id {item.get('id')!r})" if isinstance(item, dict) else f"{kind} #{n}"
+        if not isinstance(item, dict):
+            raise InputError(f"{path}: {name} is not an object")
+        missing = [key for key in fields if key not in item or item[key] in (None, "", [])]
+        if missing:
+            raise InputError(f"{path}: {name} lacks {', '.join(missing)}")
+        if item["id"] in seen:
+            raise InputError(f"{path}: {name}: duplicate id")
+        seen.add(item["id"])
     return catalog
 
 
+def load_catalog(path) -> list[dict]:
+    """Load and check the recipe catalog (a JSON list of recipes)."""
+    return read_catalog(path, RECIPE_FIELDS, "recipe")
+
+
+def domain_intents(domain: str) -> tuple[str, ...]:
+    """The user intents a domain's simulator can render."""
+    if domain == "recipe":
+        return INTENTS
+    if domain == "ecommerce":
+        from lib.dialogue_shop import SHOP_INTENTS
+        return SHOP_INTENTS
+    raise InputError(f"unknown dialogue domain {domain!r} (known: recipe, ecommerce)")
+
+
 def load_graph(path) -> dict:
-    """Load the state transition graph and check that it only names known intents."""
-    with open(Path(path), encoding="utf-8") as fh:
-        graph = json.load(fh)
-    for key in ("start", "edges"):
+    """Load a state transition graph and check it: every state defined, reachable, weights >= 0.
+
+    Edges leave every state in `edges`; `start` holds the first states and `common` the states
+    that may follow any other with a small weight. All states must be intents of the graph's
+    `domain`, have an `edges` entry (possibly empty), and be reachable from `start`.
+    """
+    try:
+        with open(Path(path), encoding="utf-8") as fh:
+            graph = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    for key in ("domain", "start", "edges"):
         if key not in graph:
-            raise ValueError(f"{path}: graph lacks {key!r}")
+            raise InputError(f"{path}: graph lacks {key!r}")
     graph.setdefault("common", {})
-    names = set(graph["start"]) | set(graph["edges"]) | set(graph["common"])
-    for nxt in graph["edges"].values():
-        names |= set(nxt)
-    unknown = names - set(INTENTS)
-    if unknown:
-        raise ValueError(f"{path}: unknown intents {sorted(unknown)}")
+    known = set(domain_intents(graph["domain"]))
+    tables = [("start", graph["start"]), ("common", graph["common"])]
+    tables += [(f"edges.{state}", nxt) for state, nxt in graph["edges"].items()]
+    for where, table in tables:
+        for state, weight in table.items():
+            if state not in known:
+                raise InputError(f"{path}: {where}: state {state!r} is not an intent of domain "
+                                 f"{graph['domain']!r}")
+            if not isinstance(weight, (int, float)) or weight < 0:
+                raise InputError(f"{path}: {where}.{state}: weight must be a number >= 0 (got {weight!r})")
+            if state not in graph["edges"]:
+                raise InputError(f"{path}: {where}: state {state!r} is undefined (no entry in edges)")
+    reached, frontier = set(), [s for s, w in graph["start"].items() if w > 0]
+    common = [s for s, w in graph["common"].items() if w > 0]
+    while frontier:
+        state = frontier.pop()
+        if state in reached:
+            continue
+        reached.add(state)
+        frontier += [s for s, w in graph["edges"][state].items() if w > 0] + common
+    unreachable = sorted(set(graph["edges"]) - reached)
+    if unreachable:
+        raise InputError(f"{path}: state {unreachable[0]!r} is unreachable from start")
     return graph
+
+
+def choose_next(graph: dict | None, prev: str | None, allowed: list[str], rng: random.Random) -> str:
+    """One step of the walk: the graph's weights out of `prev` (plus the common intents),
+    restricted to the admissible intents and renormalised; uniform when `graph` is None."""
+    if graph is None:  # no-graph ablation: uniform over the admissible intents
+        return rng.choice(allowed)
+    if prev is None:
+        weights = dict(graph["start"])
+    else:
+        weights = dict(graph["edges"].get(prev, {}))
+        for name, w in graph.get("common", {}).items():
+            weights[name] = weights.get(name, 0.0) + w
+    items = [(i, float(weights[i])) for i in allowed if weights.get(i, 0) > 0]
+    if not items:
+        return rng.choice(allowed)
+    return _weighted_choice(rng, items)
 
 
 # --------------------------------------------------------------------------
@@ -194,19 +265,7 @@ def _next_intent(graph: dict | None, prev: str | None, st: _State, rng: random.R
     if not st.searched and (st.turn >= 2 or st.turn >= max_turns - 1):
         return "search_recipe"
     allowed = [i for i in INTENTS if _allowed(i, st, n_steps)]
-    if graph is None:  # no-graph ablation: uniform over the admissible intents
-        return rng.choice(allowed)
-    if prev is None:
-        weights = dict(graph["start"])
-    else:
-        weights = dict(graph["edges"].get(prev, {}))
-        for name, w in graph.get("common", {}).items():
-            weights[name] = weights.get(name, 0.0) + w
-    # disallowed draws are re-sampled, i.e. the distribution is renormalised
-    items = [(i, float(weights[i])) for i in allowed if weights.get(i, 0) > 0]
-    if not items:
-        return rng.choice(allowed)
-    return _weighted_choice(rng, items)
+    return choose_next(graph, prev, allowed, rng)
 
 
 def walk(graph: dict, rng: random.Random, max_turns: int, n_steps: int) -> list[dict]:
@@ -463,22 +522,11 @@ _NO_FILLER = frozenset({"greeting"})
 # catalog helpers: queries and lexical search
 # --------------------------------------------------------------------------
 
-_WORD_RE = re.compile(r"[a-z]+")
 _UNITS = frozenset("""g kg ml l litre litres tbsp tsp cup cups tin tins can cans pinch handful bunch
 clove cloves sprig sprigs large small medium knob sheet nests nest thumb few a of""".split())
 _STOP = frozenset("""a an and with of the to in for on easy g kg ml tbsp tsp tin into cut drained sliced
 cubed diced chopped grated halved serve thinly""".split())
 _TIMER_RE = re.compile(r"\b(\d+) minutes\b")
-
-
-def _norm(word: str) -> str:
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def _tokens(text: str) -> set[str]:
-    return {_norm(w) for w in _WORD_RE.findall(text.lower()) if w not in _STOP}
 
 
 def ingredient_name(line: str) -> str:
@@ -501,25 +549,9 @@ def _query_options(recipe: dict) -> list[tuple[str, str]]:
     return opts
 
 
-class _Index:
-    """Token sets of a catalog for the lexical-overlap search."""
-
-    def __init__(self, catalog: list[dict]):
-        self.recipes = sorted(catalog, key=lambda r: r["id"])
-        self.title_tok = [_tokens(r["title"]) for r in self.recipes]
-        self.other_tok = [_tokens(r["cuisine"] + " " + " ".join(r["ingredients"])) for r in self.recipes]
-        self._cache: dict[str, list[dict]] = {}
-
-    def ranked(self, query: str, exclude: str) -> list[dict]:
-        """Recipes ordered by overlap score (title counts double), ties by id."""
-        order = self._cache.get(query)
-        if order is None:
-            q = _tokens(query)
-            scored = [(-(2 * len(q & tt) + len(q & (ot | tt))), r["id"], r)
-                      for r, tt, ot in zip(self.recipes, self.title_tok, self.other_tok)]
-            scored.sort(key=lambda x: (x[0], x[1]))
-            order = self._cache[query] = [r for _, _, r in scored]
-        return [r for r in order if r["id"] != exclude]
+def recipe_text(recipe: dict) -> str:
+    """What search matches a recipe on: title (twice: it weighs most), cuisine, ingredients."""
+    return " ".join([recipe["title"], recipe["title"], recipe["cuisine"]] + list(recipe["ingredients"]))
 
 
 # --------------------------------------------------------------------------
@@ -542,7 +574,7 @@ def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _render(recipe: dict, states: list[dict], index: _Index, rng: random.Random) -> list[dict]:
+def _render(recipe: dict, states: list[dict], index: CatalogRetriever, rng: random.Random) -> list[dict]:
     n_steps = len(recipe["steps"])
     fmt = {"title": recipe["title"], "minutes": recipe["minutes"], "n_steps": n_steps,
            "n_ing": len(recipe["ingredients"])}
@@ -623,22 +655,26 @@ def _render(recipe: dict, states: list[dict], index: _Index, rng: random.Random)
 
 
 def generate_dialogues(catalog: list[dict], graph: dict, n: int, seed: int, max_turns: int,
-                       source: str = "recipe_tod", use_graph: bool = True) -> list[dict]:
+                       source: str = "recipe_tod", use_graph: bool = True,
+                       keep_graph=None) -> list[dict]:
     """Generate ``n`` canonical dialogue records.
 
     Deterministic for a seed; dialogue ``i`` only depends on ``(seed, i)``, so a
     smaller ``n`` yields a prefix of a larger run.  ``use_graph=False`` is the
-    no-graph ablation (intents drawn uniformly among the admissible ones).
+    no-graph ablation (intents drawn uniformly among the admissible ones); `keep_graph(group)`
+    true keeps the graph for that dialogue even then (the held-out ones: both arms of the
+    ablation are scored on the same graph-generated test set).
     """
     if not catalog:
         raise ValueError("empty catalog")
-    index = _Index(catalog)
-    recipes = index.recipes  # sorted by id: independent of catalog order
+    index = CatalogRetriever(catalog, recipe_text)
+    recipes = index.items  # sorted by id: independent of catalog order
     out = []
     for i in range(n):
         rng = random.Random(f"{source}:{seed}:{i}")
         recipe = rng.choice(recipes)
-        states = walk(graph if use_graph else None, rng, max_turns, len(recipe["steps"]))
+        guided = use_graph or bool(keep_graph and keep_graph(f"{source}-{i}"))
+        states = walk(graph if guided else None, rng, max_turns, len(recipe["steps"]))
         messages = _render(recipe, states, index, rng)
         digest = hashlib.sha1(_canonical(messages).encode("utf-8")).hexdigest()[:16]
         out.append({
@@ -651,7 +687,7 @@ def generate_dialogues(catalog: list[dict], graph: dict, n: int, seed: int, max_
                 "recipe_id": recipe["id"],
                 "walk": [s["intent"] for s in states],
                 "generator": "template",
-                "use_graph": bool(use_graph),
+                "use_graph": guided,
             },
         })
     return out

@@ -72,3 +72,13 @@ def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams,
     for rows in result.splits.values():
         rows.sort(key=lambda r: r["id"])
     return result
+
+
+def intent_distribution(splits: dict[str, list[dict]]) -> list[dict]:
+    """Rows (intent, count) of the user turns of every prepared dialogue: the data's intent
+    distribution, a bar chart in `dvc plots` that experiments can be compared on."""
+    counts = Counter((message.get("annotations") or {}).get("intent")
+                     for rows in splits.values() for record in rows for message in record.get("messages") or []
+                     if message["role"] == "user")
+    counts.pop(None, None)
+    return [{"intent": intent, "count": n} for intent, n in sorted(counts.items())]

@@ -10,11 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib.config import SourceParams
+from lib.config import PrepareParams, SourceParams, TeacherParams
 from lib.dialogue import generate_dialogues, load_catalog, load_graph
 from lib.errors import InputError
 from lib.io import require_file
 from lib.loaders import load_source
+from lib.teacher import Teacher
 
 
 @dataclass
@@ -24,16 +25,28 @@ class SourceOutput:
     metrics: dict = field(default_factory=dict)
 
 
-def generate_source(name: str, source: SourceParams, input_path: Path, seed: int) -> SourceOutput:
-    """Records of one source: simulated dialogues, or the user's file through its loader."""
+def generate_source(name: str, source: SourceParams, input_path: Path, seed: int,
+                    teacher: Teacher | None = None, prepare: PrepareParams | None = None) -> SourceOutput:
+    """Records of one source: simulated dialogues, QA written from documents, or the user's file
+    through its loader. `teacher` (lib.teacher.open_teacher) answers the generators' prompts."""
+    if source.kind == "docqa":
+        from lib.docqa import generate_docqa
+
+        out = generate_docqa(name, source, Path(input_path), teacher or Teacher(TeacherParams()), seed)
+        return SourceOutput(out.records, out.rejects, out.metrics)
     if source.kind == "dialogues":
-        graph_path = require_file(Path(input_path).parent / "graphs" / f"{source.domain}.json")
-        records = generate_dialogues(load_catalog(require_file(input_path)), load_graph(graph_path),
-                                     n=source.n_dialogues, seed=seed, max_turns=source.max_turns, source=name,
-                                     use_graph=source.use_graph)
+        records = simulate_dialogues(name, source, Path(input_path), seed, prepare)
+        rejects: list[dict] = []
+        if teacher is not None and teacher.backend != "template":
+            # the LLM simulator: same walks and slots, every turn voiced by the teacher
+            from lib.dialogue_teacher import voice_dialogues
+            from lib.teacher import ChatRequest
+
+            records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest)
         if not records:
-            raise InputError(f"sources.{name}: generated no dialogues")
-        return SourceOutput(records, [], dialogue_metrics(records))
+            raise InputError(f"sources.{name}: generated no dialogues"
+                             + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""))
+        return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects)})
     loaded = load_source(source.kind, Path(input_path), source=name, domain=source.domain,
                          mapping=dict(source.mapping), options=dict(source.options))
     metrics = {"records": len(loaded.records), "rejected": len(loaded.rejects),
@@ -41,6 +54,30 @@ def generate_source(name: str, source: SourceParams, input_path: Path, seed: int
     if any(r.get("messages") for r in loaded.records):
         metrics.update(dialogue_metrics(loaded.records))
     return SourceOutput(loaded.records, loaded.rejects, metrics)
+
+
+def simulate_dialogues(name: str, source: SourceParams, catalog_path: Path, seed: int,
+                       prepare: PrepareParams | None = None) -> list[dict]:
+    """Graph-guided dialogues of the source's domain; the graph is graphs/<domain>.json beside
+    the catalog. With `use_graph: false` (the ablation) only the dialogues that prepare will put
+    in the train split lose the graph: val and test stay graph-generated, so both arms are scored
+    on the same test set."""
+    from lib.dialogue_shop import generate_shop_dialogues, load_products
+    from lib.prepare import split_of
+
+    simulators = {"recipe": (load_catalog, generate_dialogues),
+                  "ecommerce": (load_products, generate_shop_dialogues)}
+    if source.domain not in simulators:
+        raise InputError(f"sources.{name}.domain: {source.domain!r} has no dialogue simulator "
+                         f"(known: {', '.join(sorted(simulators))})")
+    load, generate = simulators[source.domain]
+    graph_path = require_file(catalog_path.parent / "graphs" / f"{source.domain}.json")
+    graph = load_graph(graph_path)
+    if graph["domain"] != source.domain:
+        raise InputError(f"{graph_path}: graph domain {graph['domain']!r} != sources.{name}.domain {source.domain!r}")
+    keep_graph = (lambda group: split_of(group, seed, prepare) != "train") if prepare is not None else None
+    return generate(load(require_file(catalog_path)), graph, n=source.n_dialogues, seed=seed,
+                    max_turns=source.max_turns, source=name, use_graph=source.use_graph, keep_graph=keep_graph)
 
 
 def distinct_n(texts: list[str], n: int) -> float:

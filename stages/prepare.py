@@ -2,8 +2,8 @@
 
 Reads:  data/raw/*.jsonl, data/rejected/*.jsonl (rows the loaders refused), params [seed, prepare]
 Writes: data/prepared/{train,val,test}.jsonl, data/prepared/rejected.jsonl (every bad row with
-        file, line, reason), metrics/prepare.json
-Run:    python -m stages.prepare data/raw data/rejected data/prepared metrics/prepare.json
+        file, line, reason), metrics/prepare.json, plots/prepare/intents.csv (intent distribution)
+Run:    python -m stages.prepare data/raw data/rejected data/prepared metrics/prepare.json plots/prepare
 """
 import argparse
 import logging
@@ -12,7 +12,8 @@ from pathlib import Path
 from lib.cli import run_stage
 from lib.config import load_params
 from lib.io import read_jsonl, write_json, write_jsonl
-from lib.prepare import prepare_records
+from lib.plots import write_csv
+from lib.prepare import intent_distribution, prepare_records
 
 log = logging.getLogger("stages.prepare")
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("rejected", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("metrics", type=Path)
+    parser.add_argument("plots", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         write_jsonl(args.out / f"{split}.jsonl", rows)
     write_jsonl(args.out / "rejected.jsonl", result.rejects)
     write_json(args.metrics, result.metrics())
+    write_csv(args.plots / "intents.csv", intent_distribution(result.splits))
     log.info("prepared %s", result.metrics())
 
 

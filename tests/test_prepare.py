@@ -63,3 +63,16 @@ def test_a_shipped_split_is_kept(tmp_path):
     _write(tmp_path / "a.jsonl", rows)
     result = prepare_records([tmp_path / "a.jsonl"], seed=1, params=PARAMS)
     assert len(result.splits["test"]) == 20
+
+
+def test_intent_distribution_counts_user_turns_of_every_split():
+    from lib.prepare import intent_distribution
+
+    def dialogue(*intents):
+        return {"source": "s", "messages": [m for i in intents for m in (
+            {"role": "user", "content": i, "annotations": {"intent": i}}, {"role": "assistant", "content": "ok"})]}
+
+    splits = {"train": [dialogue("greeting", "search"), dialogue("search")], "val": [dialogue("goodbye")],
+              "test": [{"source": "t", "text": "raw text has no turns"}]}
+    assert intent_distribution(splits) == [{"intent": "goodbye", "count": 1}, {"intent": "greeting", "count": 1},
+                                           {"intent": "search", "count": 2}]

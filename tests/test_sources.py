@@ -30,7 +30,7 @@ def test_alpaca_source_through_generate_and_prepare(tmp_path, root):
     assert [(r["file"], r["line"]) for r in refused] == [(str(data), 3)]
 
     run(root, "stages.prepare", str(raw), str(rejected), str(tmp_path / "prepared"), str(tmp_path / "prep.json"),
-        "--params", str(tmp_path / "params.yaml"))
+        str(tmp_path / "plots"), "--params", str(tmp_path / "params.yaml"))
     metrics = json.loads((tmp_path / "prep.json").read_text())
     assert metrics["rejected"] == 1
     assert metrics["train_records"] + metrics["val_records"] + metrics["test_records"] == 6
