@@ -20,7 +20,7 @@ def _write(tmp_path, root, old, new):
 
 
 def test_unknown_key_is_named_with_its_line(tmp_path, root):
-    path, lines = _write(tmp_path, root, "  lr: 1.0e-2", "  lrr: 1.0e-2")
+    path, lines = _write(tmp_path, root, "  lr: 2.0e-3", "  lrr: 2.0e-3")
     line = next(i for i, text in enumerate(lines, 1) if "lrr:" in text)
     with pytest.raises(ParamsError) as err:
         load_params(path)
@@ -28,8 +28,8 @@ def test_unknown_key_is_named_with_its_line(tmp_path, root):
 
 
 def test_number_written_as_string_is_rejected(tmp_path, root):
-    path, _ = _write(tmp_path, root, "  lr: 1.0e-2", "  lr: 1e-2")   # YAML reads 1e-2 as a string
-    with pytest.raises(ParamsError, match=r"train\.lr: .*valid number.*'1e-2'"):
+    path, _ = _write(tmp_path, root, "  lr: 2.0e-3", "  lr: 2e-3")   # YAML reads 2e-3 as a string
+    with pytest.raises(ParamsError, match=r"train\.lr: .*valid number.*'2e-3'"):
         load_params(path)
 
 
