@@ -29,7 +29,8 @@ test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in $(filter-out bench/summary.py,$(wildcard bench/*.py)); do echo "== $$script"; $(PY) $$script || exit 1; done
+	@$(PY) bench/summary.py
 
 clean-venv:
 	rm -rf $(VENV)
