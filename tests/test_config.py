@@ -34,7 +34,7 @@ def test_number_written_as_string_is_rejected(tmp_path, root):
 
 
 def test_wrong_type_in_nested_source(tmp_path, root):
-    path, _ = _write(tmp_path, root, "    n_dialogues: 400", "    n_dialogues: many")
+    path, _ = _write(tmp_path, root, "    n_dialogues: 1000", "    n_dialogues: many")
     with pytest.raises(ParamsError, match=r"sources\.recipe_tod\.n_dialogues"):
         load_params(path)
 
