@@ -7,19 +7,19 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export DVC_NO_ANALYTICS ?= 1
-export PYTHONPATH := $(CURDIR)
 
-.PHONY: install repro test bench clean-venv
+.PHONY: install repro test test-fast bench clean-venv
 
 install: $(STAMP)
 
 # torch is installed first and pinned: here pip takes the local CPU wheel; an unpinned
 # torch pulled in by another package would fetch a multi-GB CUDA build.
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 repro: $(STAMP)
@@ -27,6 +27,10 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# unit tests only: skips the whole-pipeline tests marked slow (dvc repro in a temp copy, resilience, DDP)
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	@for script in $(filter-out bench/summary.py,$(wildcard bench/*.py)); do echo "== $$script"; $(PY) $$script || exit 1; done

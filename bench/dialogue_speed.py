@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.dialogue import generate_dialogues, load_catalog, load_graph  # noqa: E402
-from lib.dialogue_shop import generate_shop_dialogues, load_products  # noqa: E402
+from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph  # noqa: E402
+from synthtune.generate.dialogue.ecommerce import generate_shop_dialogues, load_products  # noqa: E402
 
 N = 2000
 TARGET_S = 20.0

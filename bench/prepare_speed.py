@@ -13,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.config import PrepareParams  # noqa: E402
-from lib.io import write_jsonl  # noqa: E402
-from lib.prepare import prepare_records  # noqa: E402
+from synthtune.core.config import PrepareParams  # noqa: E402
+from synthtune.core.io import write_jsonl  # noqa: E402
+from synthtune.curate.prepare import prepare_records  # noqa: E402
 
 SIZES = (10_000, 30_000, 100_000)
 

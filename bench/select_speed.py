@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.config import SelectParams  # noqa: E402
-from lib.selection import clean_pool, select_pool  # noqa: E402
-from lib.selection_map import write_selection_map  # noqa: E402
+from synthtune.core.config import SelectParams  # noqa: E402
+from synthtune.curate.selection import clean_pool, select_pool  # noqa: E402
+from synthtune.curate.selection_map import write_selection_map  # noqa: E402
 
 SIZES = (10_000, 30_000, 100_000)
 VOCAB = [f"w{i}" for i in range(20_000)]

@@ -1,6 +1,6 @@
 """Bench: the `openai` teacher backend against a loopback OpenAI-compatible server, one run.
 
-The server (tests/teacher_server.py) runs in its own process with 100 ms latency per request.
+The server (tests/llm/teacher_server.py) runs in its own process with 100 ms latency per request.
 1. cold: N=1,000 distinct requests at concurrency 32, three times on empty caches; the best
    wall (the development machine is shared; all three are recorded) is compared with the ideal
    N * latency / concurrency (target: <= 1.3x).
@@ -27,7 +27,7 @@ N, LATENCY, CONCURRENCY, FAULT_RATE, REPEATS = 1000, 0.1, 32, 0.3, 3
 
 
 def start_server(*args):
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/teacher_server.py"), *args],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/llm/teacher_server.py"), *args],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     assert line and line[0] == "READY", "server did not start"
@@ -40,8 +40,8 @@ def server_stats(base_url):
 
 
 def run(base_url, cache_dir, requests):
-    from lib.config import TeacherParams
-    from lib.teacher import Teacher
+    from synthtune.core.config import TeacherParams
+    from synthtune.llm.teacher import Teacher
 
     params = TeacherParams(backend="openai", model="bench-model", base_url=base_url, api_key_env=None,
                            concurrency=CONCURRENCY, timeout_s=1.0, max_retries=10, backoff_s=0.05,
@@ -56,7 +56,7 @@ def run(base_url, cache_dir, requests):
 def main():
     import aiohttp  # noqa: F401  (imported before timing: a module import is not request work)
 
-    from lib.teacher import ChatRequest
+    from synthtune.llm.teacher import ChatRequest
 
     requests = [ChatRequest(messages=[{"role": "system", "content": "You write short questions."},
                                       {"role": "user", "content": f"Passage {i}: the valve opens at step {i}."}],

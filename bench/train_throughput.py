@@ -5,7 +5,7 @@ fresh tiny model of params.yaml `model.tiny`; throughput does not depend on the 
 and the default data (data/formatted/train.jsonl when it exists, else freshly generated and
 length-fitted dialogues):
 
-* real-token throughput (non-pad tokens / s) of `lib.training.build_trainer` (what the stage runs)
+* real-token throughput (non-pad tokens / s) of `synthtune.model.training.build_trainer` (what the stage runs)
   and of a plain loop (forward with labels, backward, clip, optimizer + scheduler step) over the
   exact batches the trainer produced, with the trainer's own optimizer class and settings; for
   `lora` (the default method) and `full`. Target: ratio >= 0.9.
@@ -31,17 +31,17 @@ sys.path.insert(0, str(ROOT))
 
 def default_inputs(scratch: Path):
     """(base_dir, train_rows, params, where) for the default model and data."""
-    from lib.config import load_params
-    from lib.io import read_jsonl
+    from synthtune.core.config import load_params
+    from synthtune.core.io import read_jsonl
 
     params = load_params(ROOT / "params.yaml")
     base = ROOT / "models/base"
     data = ROOT / "data/formatted/train.jsonl"
     if (base / "manifest.json").exists() and data.exists():
         return base, read_jsonl(data), params, "models/base + data/formatted/train.jsonl"
-    from lib.dialogue import generate_dialogues, load_catalog, load_graph
-    from lib.modeling import build_tiny_model, train_tokenizer
-    from lib.templates import format_split, to_chat
+    from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph
+    from synthtune.model.base_model import build_tiny_model, train_tokenizer
+    from synthtune.model.formats import format_split, to_chat
 
     source = params.sources["recipe_tod"]
     dialogues = generate_dialogues(load_catalog(ROOT / source.path), load_graph(ROOT / "data/seeds/graphs/recipe.json"),
@@ -73,7 +73,7 @@ class Recorder:
 
 
 def run_trl(base, rows, params, train, scratch, record=False):
-    from lib.training import build_trainer
+    from synthtune.model.training import build_trainer
 
     trainer, _ = build_trainer(rows, [], base, scratch / "trl", params.model, train, params.seed,
                                params.format.max_length)
@@ -89,7 +89,7 @@ def run_plain(base, params, train, batches):
     import torch
     from transformers import Trainer, get_scheduler, set_seed
 
-    from lib.training import prepare_model, sft_config
+    from synthtune.model.training import prepare_model, sft_config
 
     set_seed(params.seed)
     model, _, peft_config = prepare_model(base, params.model, train)
@@ -118,7 +118,7 @@ def run_plain(base, params, train, batches):
 
 def pad_fractions(base, rows, params):
     """Pad share of processed tokens over one epoch of the trainer's own dataloader, random vs grouped."""
-    from lib.training import build_trainer
+    from synthtune.model.training import build_trainer
 
     out = {}
     for name, grouped in (("random", False), ("group_by_length", True)):

@@ -8,11 +8,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.io import read_jsonl, write_json
-from lib.modeling import build_tiny_base, resolve_hub_model
-from lib.templates import pretraining_corpus
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.io import read_jsonl, write_json
+from synthtune.model.base_model import build_tiny_base, resolve_hub_model
+from synthtune.model.formats import pretraining_corpus
 
 log = logging.getLogger("stages.base_model")
 

@@ -12,12 +12,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.io import read_jsonl, write_json, write_jsonl
-from lib.modeling import load_tokenizer
-from lib.plots import write_csv
-from lib.templates import format_splits, length_histogram, manifest
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.io import read_jsonl, write_json, write_jsonl
+from synthtune.model.base_model import load_tokenizer
+from synthtune.core.plots import write_csv
+from synthtune.model.formats import format_splits, length_histogram, manifest
 
 log = logging.getLogger("stages.format")
 

@@ -13,12 +13,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.errors import ParamsError
-from lib.io import write_json, write_jsonl
-from lib.sources import generate_source
-from lib.teacher import open_teacher
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.errors import ParamsError
+from synthtune.core.io import write_json, write_jsonl
+from synthtune.generate.sources import generate_source
+from synthtune.llm.teacher import open_teacher
 
 log = logging.getLogger("stages.generate")
 

@@ -12,10 +12,10 @@ import logging
 import time
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.generation import eval_examples, model_roster, open_backend, predict_model, require_turns
-from lib.io import read_jsonl, write_json, write_jsonl
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.evaluate.predict import eval_examples, model_roster, open_backend, predict_model, require_turns
+from synthtune.core.io import read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger("stages.predict")
 

@@ -9,11 +9,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.io import read_jsonl, write_json, write_jsonl
-from lib.plots import write_csv
-from lib.prepare import intent_distribution, prepare_records
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.io import read_jsonl, write_json, write_jsonl
+from synthtune.core.plots import write_csv
+from synthtune.curate.prepare import intent_distribution, prepare_records
 
 log = logging.getLogger("stages.prepare")
 

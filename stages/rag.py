@@ -10,13 +10,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.generation import model_roster, open_backend
-from lib.io import read_jsonl, write_json
-from lib.modeling import load_tokenizer
-from lib.plots import box_plot, histogram, write_csv
-from lib.rag import build_benchmark, load_documents, score_answers
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.evaluate.predict import model_roster, open_backend
+from synthtune.core.io import read_jsonl, write_json
+from synthtune.model.base_model import load_tokenizer
+from synthtune.core.plots import box_plot, histogram, write_csv
+from synthtune.evaluate.rag import build_benchmark, load_documents, score_answers
 
 log = logging.getLogger("stages.rag")
 

@@ -11,12 +11,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.generation import eval_examples
-from lib.io import read_jsonl, write_json
-from lib.plots import box_plot, write_csv
-from lib.scoring import build_scorecard
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.evaluate.predict import eval_examples
+from synthtune.core.io import read_jsonl, write_json
+from synthtune.core.plots import box_plot, write_csv
+from synthtune.evaluate.scorecard import build_scorecard
 
 log = logging.getLogger("stages.score")
 

@@ -8,11 +8,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.io import read_jsonl, write_json, write_jsonl
-from lib.selection import select_pool
-from lib.selection_map import write_selection_map
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.io import read_jsonl, write_json, write_jsonl
+from synthtune.curate.selection import select_pool
+from synthtune.curate.selection_map import write_selection_map
 
 log = logging.getLogger("stages.select")
 

@@ -14,10 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib.cli import run_stage
-from lib.config import load_params
-from lib.io import read_jsonl, write_json
-from lib.training import launch_command, train_sft
+from synthtune.core.cli import run_stage
+from synthtune.core.config import load_params
+from synthtune.core.io import read_jsonl, write_json
+from synthtune.model.training import launch_command, train_sft
 
 log = logging.getLogger("stages.train")
 

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.config import TinyModelParams  # noqa: E402
+from synthtune.core.config import TinyModelParams  # noqa: E402
 
 TINY = TinyModelParams(vocab_size=400, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                        max_position_embeddings=256, pretrain_steps=0)
@@ -27,7 +27,7 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def dialogues() -> list[dict]:
-    from lib.dialogue import generate_dialogues, load_catalog, load_graph
+    from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph
 
     return generate_dialogues(load_catalog(ROOT / "data/seeds/recipes.json"),
                               load_graph(ROOT / "data/seeds/graphs/recipe.json"), n=30, seed=7, max_turns=8)
@@ -35,8 +35,8 @@ def dialogues() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(dialogues):
-    from lib.modeling import train_tokenizer
-    from lib.templates import to_chat
+    from synthtune.model.base_model import train_tokenizer
+    from synthtune.model.formats import to_chat
 
     texts = [m["content"] for d in dialogues for m in to_chat(d)["messages"]]
     return train_tokenizer(texts, TINY.vocab_size)
@@ -44,7 +44,7 @@ def tiny_tokenizer(dialogues):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_tokenizer):
-    from lib.modeling import build_tiny_model
+    from synthtune.model.base_model import build_tiny_model
 
     return build_tiny_model(tiny_tokenizer, TINY, seed=0).eval()
 

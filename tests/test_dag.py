@@ -1,4 +1,4 @@
-"""dvc.yaml tells the truth: every lib module a stage imports (transitively) is in its deps."""
+"""dvc.yaml tells the truth: every package module a stage imports (transitively) lies in a folder its deps list."""
 import ast
 import re
 import subprocess
@@ -8,24 +8,43 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "synthtune"
 
 
-def lib_imports(path: Path) -> set[str]:
-    found = set()
+def module_file(name: str) -> Path | None:
+    """The file of a dotted module name inside the package (a module or a package's __init__)."""
+    base = ROOT / name.replace(".", "/")
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def package_imports(path: Path) -> set[Path]:
+    """Package files imported by `path`, function-level imports included (ast.walk sees them all)."""
+    names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lib"):
-            found.add(node.module)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)   # `from pkg import module`
         elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("lib."))
-    return {f"lib/{m.split('.', 1)[1]}.py" for m in found if "." in m}
+            names.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+    files = set()
+    for name in names:
+        parts = name.split(".")
+        for n in range(2, len(parts) + 1):      # importing a.b.c runs a/b/__init__.py too
+            found = module_file(".".join(parts[:n]))
+            if found:
+                files.add(found)
+    return files
 
 
-def closure(script: Path) -> set[str]:
+def closure(script: Path) -> set[Path]:
     todo, seen = [script], set()
     while todo:
-        for dep in lib_imports(todo.pop()) - seen:
+        for dep in package_imports(todo.pop()) - seen:
             seen.add(dep)
-            todo.append(ROOT / dep)
+            todo.append(dep)
     return seen
 
 
@@ -37,15 +56,65 @@ def stages():
         yield name, script, stage
 
 
-def test_every_imported_lib_module_is_a_dependency():
+def covered(path: str, folders: set[str]) -> bool:
+    return any(path == f or path.startswith(f + "/") for f in folders)
+
+
+def test_every_imported_package_module_lies_in_a_listed_folder():
     for name, script, stage in stages():
         deps = set(stage["deps"])
-        assert f"stages/{script}.py" in deps, name
-        missing = closure(ROOT / "stages" / f"{script}.py") - deps
-        assert not missing, f"stage {name} imports {sorted(missing)} but does not list them in deps"
-        # folders under lib/ (lib/metric_modules: evaluate modules loaded by path) are data, not imports
-        extra = {d for d in deps if d.startswith("lib/") and d.endswith(".py")} - closure(ROOT / "stages" / f"{script}.py")
-        assert not extra, f"stage {name} lists {sorted(extra)} it does not import"
+        assert {"stages/__init__.py", f"stages/{script}.py"} <= deps, name
+        folders = {d for d in deps if d.startswith(f"{PACKAGE}/")}
+        used = {str(p.relative_to(ROOT)) for p in closure(ROOT / "stages" / f"{script}.py")}
+        used = {u for u in used if not is_empty(ROOT / u)}   # empty package files run nothing
+        missing = sorted(u for u in used if not covered(u, folders))
+        assert not missing, f"stage {name} imports {missing} but no folder in its deps holds them"
+        idle = sorted(f for f in folders if not any(covered(u, {f}) for u in used))
+        assert not idle, f"stage {name} lists {idle} but imports nothing from them"
+
+
+def is_empty(path: Path) -> bool:
+    """A module of nothing but its docstring (a package marker)."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def test_top_level_package_file_is_empty():
+    # no stage lists synthtune/ as a whole: its __init__ must hold no code a stage would run
+    assert is_empty(ROOT / PACKAGE / "__init__.py")
+
+
+def test_the_dag_finder_sees_function_level_imports(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("def f():\n    from synthtune.core import io\n")
+    assert ROOT / PACKAGE / "core" / "io.py" in package_imports(script)
+
+
+def test_package_has_no_import_cycles():
+    graph = {}
+    for path in (ROOT / PACKAGE).rglob("*.py"):
+        graph[path] = {p for p in package_imports(path) if p.name != "__init__.py" and p != path}
+    state: dict[Path, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(str(p.relative_to(ROOT)) for p in cycle))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def test_no_package_module_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / PACKAGE).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 420}
+    assert not long, f"split these modules: {long}"
 
 
 def test_every_stage_writes_its_metrics_file_uncached():

@@ -1,0 +1,295 @@
+"""Typed params: params.yaml is parsed into frozen pydantic models.
+
+Unknown keys and wrong types are errors that name the key and its line in params.yaml:
+    error: params.yaml:57: train.lr: Input should be a valid number (got '2e-4')
+Strict mode means YAML must write numbers as numbers (`2.0e-4`, not `2e-4`, which YAML reads
+as a string) and booleans as booleans.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthtune.core.errors import ParamsError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TinyModelParams(Section):
+    vocab_size: int = Field(2048, ge=300)
+    hidden_size: int = Field(192, ge=16)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=16)
+    max_position_embeddings: int = Field(1024, ge=64)
+    pretrain_steps: int = Field(300, ge=0)
+    pretrain_batch_size: int = Field(16, ge=1)
+    pretrain_seq_len: int = Field(256, ge=16)
+    pretrain_lr: float = Field(3.0e-3, gt=0)
+
+
+class ModelParams(Section):
+    name: str = "tiny"                      # "tiny" (built offline) or a Hugging Face model id
+    revision: str = "main"                  # hub revision; resolved to a commit hash when loaded
+    trust_remote_code: bool = False
+    tiny: TinyModelParams = TinyModelParams()
+
+
+class TeacherPrice(Section):
+    """USD per million tokens of one model (the provider's price list)."""
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class TeacherParams(Section):
+    """The teacher layer (synthtune.llm.teacher): backend, endpoint, retries, cost. The key is never here.
+
+    `api_key_env` names the environment variable holding the API key; the key itself never
+    enters params, dvc.lock, metrics, logs or the response cache.
+    """
+    backend: Literal["template", "openai", "hf"] = "template"   # default for sources without `teacher:`
+    model: str = "gpt-4o-mini"              # API model name, or a local model id/path for `hf`
+    base_url: str | None = None             # OpenAI-compatible endpoint; null: api.openai.com
+    api_key_env: str | None = "OPENAI_API_KEY"   # null: no key (a local vLLM / Ollama server)
+    tokenizer: str | None = None            # HF tokenizer for token counts when tiktoken does not know the model
+    concurrency: int = Field(16, ge=1)      # requests in flight
+    timeout_s: float = Field(60.0, gt=0)    # hard limit per request attempt
+    max_retries: int = Field(6, ge=0)       # on 429, 5xx, timeouts, connection errors
+    backoff_s: float = Field(1.0, ge=0)     # first backoff; doubles per retry, with jitter
+    max_backoff_s: float = Field(60.0, ge=0)
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    json_mode: bool = True                  # send response_format=json_object for JSON requests
+    batch_size: int = Field(8, ge=1)        # `hf` backend
+    prices: dict[str, TeacherPrice] = Field(default_factory=dict)   # model -> USD per 1M tokens
+    max_cost_usd: float | None = Field(None, ge=0)   # stop before crossing; null: no limit
+    cache_dir: str = "data/teacher_cache"   # one folder per source (a persisted DVC output)
+
+
+class SourceParams(Section):
+    """One entry of `sources`: a generator (`dialogues`) or a loader of the user's own data.
+
+    `path` is the stage's input, interpolated into its cmd and deps by dvc.yaml: the catalog for
+    dialogues (the state graph is data/seeds/graphs/<domain>.json), the data file for loaders.
+    """
+    kind: Literal["dialogues", "docqa", "alpaca", "qa_json", "chat", "text", "oasst", "csv", "hf"]
+    path: str
+    domain: str = "general"
+    # generators (dialogues, docqa): the teacher backend; null: teacher.backend
+    teacher: Literal["template", "openai", "hf"] | None = None
+    # docqa only: chunks of the documents in `path` (tokens of the teacher's tokenizer)
+    chunk_tokens: int = Field(160, ge=16)
+    chunk_overlap: int = Field(32, ge=0)
+    min_length_percentile: float = Field(25.0, ge=0, le=100)   # drop chunks shorter than this percentile
+    # dialogues only
+    n_dialogues: int = Field(400, ge=1)
+    max_turns: int = Field(12, ge=3)
+    use_graph: bool = True
+    # loaders only: field renames (e.g. {instruction: prompt}) and format options (e.g. {lang: en})
+    mapping: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class PrepareParams(Section):
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, ge=0, lt=1)
+
+
+class SelectParams(Section):
+    near_dup: bool = True
+    near_dup_threshold: float = Field(0.9, gt=0, le=1)      # MinHash LSH Jaccard on word 3-gram shingles
+    decontam_ngram: int = Field(13, ge=0)                    # 0: no decontamination
+    decontam_scope: Literal["prompts", "all"] = "prompts"    # prompts: user turns (or raw text)
+    strategy: Literal["all", "random", "cluster_quota"] = "cluster_quota"
+    quota: Literal["proportional", "uniform"] = "proportional"
+    n_samples: int = Field(300, ge=1)
+    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")   # or sentence-transformers:<model>
+    svd_dims: int = Field(64, ge=2)                          # tfidf only
+    clustering: Literal["kmeans", "community"] = "kmeans"
+    n_clusters: int = Field(8, ge=1)                         # kmeans only
+    community_threshold: float = Field(0.75, ge=-1, le=1)    # community: cosine to the centre
+    community_min_size: int = Field(10, ge=1)
+    community_outliers: Literal["drop", "keep"] = "drop"     # keep: the outliers form one more cluster
+    umap_map: bool = True                                    # false: the 2-D map is a PCA projection
+    map_max_points: int = Field(4000, ge=1)                  # the map shows a seeded sample of the pool
+
+
+class FormatParams(Section):
+    # chat: tokenizer chat template (messages) | qa, alpaca, seq2seq, syntod: prompt/completion | text: raw
+    template: Literal["chat", "qa", "alpaca", "seq2seq", "syntod", "text"] = "chat"
+    max_length: int = Field(768, ge=16)
+    overflow: Literal["drop", "truncate_turns"] = "truncate_turns"
+    few_shot_k: int = Field(0, ge=0)            # nearest train examples of the same source as shots; 0: off
+    few_shot_budget: int = Field(512, ge=16)    # tokens the prompt may reach with its shots
+
+
+class LoraParams(Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"   # "all-linear", a list of module names, or a regex
+
+
+class QloraParams(Section):
+    """4-bit base weights for `train.method: qlora` (bitsandbytes BitsAndBytesConfig)."""
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class FreezeParams(Section):
+    """Layer freezing for `train.method: full` (the seed SFT project's flags), by parameter name."""
+    embeddings: bool = False     # token/position embeddings (tied LM head included)
+    norms: bool = False          # LayerNorm / RMSNorm weights
+    attention: bool = False      # self-attention projections
+    mlp: bool = False            # feed-forward projections
+    other: bool = False          # anything else (e.g. an untied lm_head)
+    layers_not_to_freeze: list[int | str] = Field(default_factory=list)  # layer indices or name substrings
+
+
+class TrainParams(Section):
+    method: Literal["lora", "qlora", "full"] = "lora"
+    lr: float = Field(2.0e-3, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    lr_scheduler: str = "cosine"
+    eval_steps: int = Field(50, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    group_by_length: bool = True
+    packing: bool = False
+    gradient_checkpointing: bool = False        # recompute activations: less memory, ~25% slower
+    save_steps: int = Field(50, ge=0)            # checkpoint every N steps (resume, best model); 0: none
+    load_best: bool = True                       # keep the checkpoint with the lowest eval_loss
+    early_stopping_patience: int = Field(0, ge=0)  # evaluations without improvement before stopping; 0: off
+    resume: bool = True                          # continue from the last checkpoint of the same run
+    launcher: Literal["python", "accelerate"] = "python"
+    accelerate_config: str = "configs/accelerate/ddp.yaml"
+    num_processes: int = Field(0, ge=0)          # 0: as in accelerate_config
+    lora: LoraParams = LoraParams()
+    qlora: QloraParams = QloraParams()
+    freeze: FreezeParams = FreezeParams()
+
+
+class GenerationParams(Section):
+    """Decoding settings of synthtune.evaluate.predict (greedy unless do_sample)."""
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(50, ge=0)                      # 0: no top-k filter
+    top_p: float = Field(1.0, gt=0, le=1)
+    no_repeat_ngram_size: int = Field(0, ge=0)        # 0: off
+    repetition_penalty: float = Field(1.0, gt=0)
+    stop: list[str] = Field(default_factory=list)     # completions are cut at the first stop string
+
+
+class OpenAIModelParams(Section):
+    """A model behind an OpenAI-compatible endpoint, scored next to the local models."""
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"               # the key is read from this variable, never from params
+    max_concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class PredictParams(GenerationParams):
+    backend: Literal["hf", "vllm"] = "hf"             # runs the local models (base, tuned, adapters)
+    models: list[Literal["base", "tuned"]] = Field(default_factory=lambda: ["base", "tuned"])
+    adapters: dict[str, str] = Field(default_factory=dict)             # more fine-tuned outputs: {name: dir}
+    openai: dict[str, OpenAIModelParams] = Field(default_factory=dict)  # hosted models: {name: endpoint}
+    max_dialogues: int = Field(0, ge=0)     # 0: every test dialogue
+    api_max_new_tokens: int = Field(128, ge=1)        # for the API-match prompts (code answers)
+    perplexity: bool = True                           # assistant-token perplexity on val (hf backend)
+
+
+class ScoreParams(Section):
+    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")  # reply cosine embeddings
+    turn_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 7])   # first turn of each position bucket
+    confusion_model: str = "tuned"          # whose intents go to the confusion plot
+
+
+class RagParams(Section):
+    chunk_tokens: int = Field(96, ge=8)
+    chunk_overlap: int = Field(24, ge=0)
+    top_k: int = Field(3, ge=1)                       # chunks retrieved per question
+    retriever: Literal["tfidf", "bm25"] = "tfidf"    # the better hit_at_k on the shipped questions (docs)
+    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")  # answer cosine embeddings
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(16, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+
+    def generation(self) -> GenerationParams:
+        """RAG answers are greedy, with the seed benchmark's repetition penalty option."""
+        return GenerationParams(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                                repetition_penalty=self.repetition_penalty,
+                                no_repeat_ngram_size=self.no_repeat_ngram_size)
+
+
+class Params(Section):
+    seed: int = 42
+    model: ModelParams = ModelParams()
+    sources: dict[str, SourceParams]
+    teacher: TeacherParams = TeacherParams()
+    prepare: PrepareParams = PrepareParams()
+    select: SelectParams = SelectParams()
+    format: FormatParams = FormatParams()
+    train: TrainParams = TrainParams()
+    predict: PredictParams = PredictParams()
+    score: ScoreParams = ScoreParams()
+    rag: RagParams = RagParams()
+
+
+def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each key path of a YAML mapping to its 1-based line, for error messages."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (key_node.value,)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    return lines
+
+
+def _describe(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return f"{error['msg']} (got {error['input']!r})"
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(str(part) for part in first["loc"])
+        # Union types add the member type to loc (e.g. "str"); keep the longest real key path.
+        while loc and loc not in lines and len(loc) > 1:
+            loc = loc[:-1]
+        where = f"{path}:{lines[loc]}" if loc in lines else str(path)
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ParamsError(f"{where}: {'.'.join(loc)}: {_describe(first)}{more}") from None

@@ -1,0 +1,44 @@
+"""Text metrics through local `evaluate` modules (lib/metric_modules, loaded by path: never the hub).
+
+Scales: `bleu`, `chrf`, `rouge_1`, `rouge_2`, `rouge_l` 0-100 (sacrebleu's); `exact_match` and
+`cosine` 0-1. Stages that call this list `lib/metric_modules` in their dvc.yaml deps.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from synthtune.core.errors import ParamsError
+
+METRIC_MODULES = Path(__file__).resolve().parents[1] / "metric_modules"
+
+
+@lru_cache(maxsize=None)
+def load_metric(name: str):
+    """A local evaluate module by path (lib/metric_modules/<name>/<name>.py)."""
+    import evaluate
+
+    return evaluate.load(str(METRIC_MODULES / name), keep_in_memory=True)
+
+
+def text_metrics(hypotheses: list[str], refs: list[str]) -> dict:
+    """bleu, chrf, rouge_1/2/l (0-100, 2 decimals) and exact_match (0-1, 4 decimals)."""
+    out: dict = {}
+    for name in ("bleu", "chrf", "rouge", "exact_match"):
+        out.update(load_metric(name).compute(predictions=hypotheses, references=refs))
+    return {k: round(v, 4 if k == "exact_match" else 2) for k, v in out.items()}
+
+
+def cosine_scores(hypotheses: Sequence[str], refs: Sequence[str], embedder: str = "tfidf",
+                  corpus: Sequence[str] | None = None) -> list[float]:
+    """Per-pair cosine of prediction and reference embeddings (`tfidf` IDF fitted on `corpus`)."""
+    if not hypotheses:
+        return []
+    try:
+        result = load_metric("cosine").compute(predictions=list(hypotheses), references=list(refs),
+                                               embedder=embedder, corpus=list(corpus) if corpus is not None else None)
+    except (OSError, ValueError) as exc:   # e.g. a sentence-transformers model missing from the local cache
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParamsError(f"params.yaml: embedder {embedder!r} cannot be loaded ({first})") from None
+    return result["scores"]

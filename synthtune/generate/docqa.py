@@ -1,0 +1,359 @@
+"""Document-grounded QA generation (the David & Goliath method): documents → chunks → Q&A records.
+
+1. Documents: `.md`, `.txt` and `.pdf` (pypdf) files of a folder; a file that cannot be read is a
+   reject, not a failure.
+2. Sections (markdown `#` headings; short title lines in text and PDF) → sentences, packed into
+   chunks of at most `chunk_tokens` teacher tokens; consecutive chunks of a section share about
+   `chunk_overlap` tokens of whole sentences. Chunks never cross sections.
+3. Chunks shorter than the `min_length_percentile` (25th by default) of all chunk lengths are
+   dropped: headings-only scraps and tails make poor questions.
+4. The teacher writes one question from each chunk (JSON `{"question": …}`), then answers it
+   from the chunk. The offline `template` teacher makes the question by rules from one of the
+   chunk's sentences (If/When clauses, "… to <goal>." instructions, "X is/are …" definitions)
+   and answers with the chunk's sentence that best matches the question.
+5. Records are chat records (user: question, assistant: answer) that keep the chunk:
+   `meta.context` (the chunk text), `meta.reference` (the answer), `meta.doc`, `meta.section`,
+   `meta.chunk`, `meta.chunk_tokens`; `group` is `<doc>#<section>` so overlapping chunks never
+   straddle splits. The Alpaca-style "Use the following pieces of context…" rendering reads
+   `meta.context` (synthtune.model.formats).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synthtune.core.config import SourceParams
+from synthtune.core.errors import InputError
+from synthtune.core.records import content_hash, record_id
+from synthtune.llm.teacher import ChatRequest, Teacher
+
+SUFFIXES = (".md", ".txt", ".pdf")
+QUESTION_SYSTEM = ("You write one exam question about a passage from a technical document. The question "
+                   "must be answerable from the passage alone, specific (name the thing it asks about), "
+                   "and useful to a reader of the document. Reply with JSON only: {\"question\": \"...\"}")
+QUESTION_USER = "Document: {doc}\nSection: {section}\n\nPassage:\n{context}"
+ANSWER_SYSTEM = ("Answer the question using only the context. Be concise and factual. If the context does "
+                 "not contain the answer, say that it does not.")
+ANSWER_USER = "Context:\n{context}\n\nQuestion: {question}"
+STOPWORDS = frozenset("""a an the and or of to in on for with by at from as is are was were be been it its this
+that these those you your what which who how when why does do did can should must will if then than into
+about there their they them not no yes so such per each""".split())
+
+
+@dataclass
+class Chunk:
+    doc: str
+    path: str
+    section: str
+    index: int
+    text: str
+    tokens: int
+
+
+@dataclass
+class DocQAOutput:
+    records: list[dict]
+    rejects: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ documents
+
+
+def read_document(path: Path) -> str:
+    if path.suffix.lower() == ".pdf":
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+
+        try:
+            pages = [page.extract_text() or "" for page in PdfReader(path).pages]
+        except (PdfReadError, ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+        return "\n\n".join(pages)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def load_documents(path: str | Path) -> tuple[dict[Path, str], list[dict]]:
+    """{file: text} of the documents in a folder (or one file), and rejects for unreadable ones."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InputError(f"{path}: no such file or folder")
+    docs, rejects = {}, []
+    for file in files:
+        try:
+            text = read_document(file)
+        except ValueError as exc:
+            rejects.append({"file": str(file), "line": 0, "reason": f"document: {exc}"})
+            continue
+        if not text.strip():
+            rejects.append({"file": str(file), "line": 0, "reason": "document: no text (a scanned PDF needs OCR)"})
+            continue
+        docs[file] = text
+    if not docs and not rejects:
+        raise InputError(f"{path}: no {'/'.join(SUFFIXES)} documents found")
+    return docs, rejects
+
+
+def _is_title(line: str, markdown: bool) -> str | None:
+    if markdown:
+        match = re.match(r"^#{1,6}\s+(.+?)\s*#*$", line)
+        return match.group(1) if match else None
+    words = line.split()
+    if 0 < len(words) <= 8 and not re.search(r"[.!?:;,]$", line) and line[:1].isupper():
+        return line.strip()
+    return None
+
+
+def split_sections(text: str, markdown: bool) -> list[tuple[str, list[str]]]:
+    """[(section title, paragraphs)]; text before the first title belongs to section ''."""
+    text = text.replace("\r\n", "\n").replace("-\n", "")
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    paragraph: list[str] = []
+
+    def close_paragraph():
+        if paragraph:
+            sections[-1][1].append(" ".join(paragraph))
+            paragraph.clear()
+
+    for raw in text.split("\n"):
+        line = raw.strip()
+        title = _is_title(line, markdown) if line else None
+        if title:
+            close_paragraph()
+            sections.append((title, []))
+        elif not line:
+            close_paragraph()
+        else:
+            paragraph.append(re.sub(r"^([-*+]|\d+[.)])\s+", "", line) if markdown else line)
+    close_paragraph()
+    return [(title, paras) for title, paras in sections if paras]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    parts = _SENTENCE_END.split(" ".join(paragraph.split()))
+    out: list[str] = []
+    for part in parts:     # keep "e.g." / "i.e." / "approx." inside their sentence
+        if out and re.search(r"\b(e\.g|i\.e|etc|approx|vs|no|fig)\.$", out[-1], re.I):
+            out[-1] += " " + part
+        else:
+            out.append(part)
+    return [s for s in out if s]
+
+
+# -------------------------------------------------------------------------------------- chunks
+
+
+def chunk_document(doc: str, path: str, text: str, count, size: int, overlap: int) -> list[Chunk]:
+    """Whole sentences packed into chunks of <= `size` tokens, ~`overlap` tokens shared by neighbours."""
+    if overlap >= size:
+        raise InputError(f"chunk_overlap ({overlap}) must be smaller than chunk_tokens ({size})")
+    chunks: list[Chunk] = []
+    for section, paragraphs in split_sections(text, markdown=path.lower().endswith(".md")):
+        units: list[tuple[int, str, int]] = []      # (paragraph, sentence, tokens)
+        for p, paragraph in enumerate(paragraphs):
+            for sentence in split_sentences(paragraph):
+                units.extend((p, piece, count(piece)) for piece in _split_long(sentence, count, size))
+        start = 0
+        while start < len(units):
+            end, total = start, 0
+            while end < len(units) and (end == start or total + units[end][2] <= size):
+                total += units[end][2]
+                end += 1
+            body = _join(units[start:end])
+            chunks.append(Chunk(doc, path, section, len(chunks), body, count(body)))
+            if end == len(units):
+                break
+            back, shared = end, 0                     # the next chunk repeats the last sentences
+            while (back - 1 > start and shared + units[back - 1][2] <= overlap
+                   and shared + units[back - 1][2] + units[end][2] <= size):   # room for new text
+                back -= 1
+                shared += units[back][2]
+            start = back
+    return chunks
+
+
+def _split_long(sentence: str, count, size: int) -> list[str]:
+    if count(sentence) <= size:
+        return [sentence]
+    words, pieces, current = sentence.split(), [], []
+    for word in words:
+        if current and count(" ".join(current + [word])) > size:
+            pieces.append(" ".join(current))
+            current = []
+        current.append(word)
+    return pieces + [" ".join(current)] if current else pieces
+
+
+def _join(units) -> str:
+    out, last = [], None
+    for paragraph, sentence, _ in units:
+        if last is not None:
+            out.append("\n\n" if paragraph != last else " ")
+        out.append(sentence)
+        last = paragraph
+    return "".join(out)
+
+
+def drop_short(chunks: list[Chunk], percentile: float) -> tuple[list[Chunk], float]:
+    """Chunks at least as long (in tokens) as the given percentile of all chunk lengths."""
+    if not chunks or percentile <= 0:
+        return chunks, 0.0
+    import numpy as np
+
+    threshold = float(np.percentile([c.tokens for c in chunks], percentile))
+    return [c for c in chunks if c.tokens >= threshold], threshold
+
+
+# ---------------------------------------------------------------------------- template teacher
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def _lower_det(phrase: str) -> str:
+    first, _, rest = phrase.partition(" ")
+    if first in ("The", "A", "An", "Each", "Every", "This", "Your", "Its", "Their", "Our"):
+        return first.lower() + (" " + rest if rest else "")
+    return phrase
+
+
+_RULES = [
+    # "If the tank runs dry, the pump stops." -> "What happens if the tank runs dry?"
+    (re.compile(r"^(If|When|Whenever|After|Before) ([^,]{8,90}), (.{8,})\.$"),
+     lambda m: f"What happens {m.group(1).lower()} {m.group(2)}?"),
+    # "Hold the button for five seconds to reset the unit." -> "How do you reset the unit?"
+    (re.compile(r"^([A-Z][a-z]+ .{4,80}?) to (?!(?:the|a|an|its|your|their|this|each|every|about|be)\b)"
+                r"([a-z][^,;]{6,80})\.$"),
+     lambda m: f"How do you {m.group(2)}?"),
+    # "To reset the unit, hold the button." -> "How do you reset the unit?"
+    (re.compile(r"^To ([a-z][^,]{6,80}), (.{8,})\.$"), lambda m: f"How do you {m.group(1)}?"),
+    # "A grinder is a mill for beans." -> "What is a grinder?"; else "What can you say about …?"
+    (re.compile(r"^((?:The |A |An |Each |Every |Your )?[A-Za-z0-9][\w\-' ]{1,50}?) (is|are) (.{6,})\.$"),
+     lambda m: (f"What {m.group(2)} {_lower_det(m.group(1))}?" if re.match(r"(a|an|the|one) ", m.group(3))
+                else f"What can you say about {_lower_det(m.group(1))}?")),
+    # "The cache stores every answer." -> "What does the cache store?"
+    (re.compile(r"^((?:The |A |An |Each |Every |Your )?[A-Za-z0-9][\w\-' ]{1,40}?) "
+                r"(stores|keeps|uses|runs|needs|requires|writes|reads|holds|sends|shows|lasts|takes|"
+                r"supports|accepts|drops|turns|starts|stops) (.{6,})\.$"),
+     lambda m: f"What does {_lower_det(m.group(1))} {_base(m.group(2))}?"),
+]
+
+
+def _base(verb: str) -> str:
+    return {"does": "do", "has": "have"}.get(verb, verb[:-1] if verb.endswith("s") else verb)
+
+
+def rule_question(context: str, section: str, key: str) -> str:
+    """A question one of the chunk's sentences answers, chosen deterministically by `key`."""
+    sentences = [s for p in context.split("\n\n") for s in split_sentences(p)]
+    candidates = []
+    for sentence in sentences:
+        if not 6 <= len(sentence.split()) <= 45 or not sentence.endswith("."):
+            continue
+        if re.match(r"^(It|This|That|These|Those|They|He|She|We|There|Here|Such|Also|But|And|Or|So)\b", sentence):
+            continue
+        for rank, (pattern, make) in enumerate(_RULES):
+            match = pattern.match(sentence)
+            if match:
+                candidates.append((rank, make(match)))
+                break
+    if candidates:
+        best = min(rank for rank, _ in candidates)
+        options = sorted({q for rank, q in candidates if rank <= best + 1})
+        return random.Random(key).choice(options)
+    topic = section or (" ".join(sentences[0].split()[:6]).rstrip(".,;:") if sentences else "this passage")
+    if re.match(r"^[A-Z][a-z]+\b", topic):        # "Cleaning" -> "cleaning"; "NASA", "K2" stay
+        topic = topic[0].lower() + topic[1:]
+    return f"What does the document say about {topic}?"
+
+
+def rule_answer(context: str, question: str) -> str:
+    """The chunk's sentence sharing the most content words with the question (ties: the first)."""
+    sentences = [s for p in context.split("\n\n") for s in split_sentences(p)]
+    wanted = _words(question)
+    best = max(range(len(sentences)), key=lambda i: (len(wanted & _words(sentences[i])), -i))
+    answer = sentences[best]
+    if len(answer.split()) < 12 and best + 1 < len(sentences):
+        answer += " " + sentences[best + 1]
+    return answer
+
+
+def template_question(request: ChatRequest) -> str:
+    meta = request.meta
+    return json.dumps({"question": rule_question(meta["context"], meta["section"], meta["key"])})
+
+
+def template_answer(request: ChatRequest) -> str:
+    return rule_answer(request.meta["context"], request.meta["question"])
+
+
+# ------------------------------------------------------------------------------------ generator
+
+
+def question_request(chunk: Chunk, seed: int) -> ChatRequest:
+    return ChatRequest(
+        messages=[{"role": "system", "content": QUESTION_SYSTEM},
+                  {"role": "user", "content": QUESTION_USER.format(doc=chunk.doc, section=chunk.section or "-",
+                                                                   context=chunk.text)}],
+        json=True, seed=seed, max_tokens=128,
+        meta={"context": chunk.text, "section": chunk.section, "key": f"{seed}:{content_hash(chunk.text)}"})
+
+
+def answer_request(chunk: Chunk, question: str, seed: int) -> ChatRequest:
+    return ChatRequest(
+        messages=[{"role": "system", "content": ANSWER_SYSTEM},
+                  {"role": "user", "content": ANSWER_USER.format(context=chunk.text, question=question)}],
+        temperature=0.0, seed=seed, meta={"context": chunk.text, "question": question})
+
+
+def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: Teacher, seed: int) -> DocQAOutput:
+    """One question per kept chunk, answered from the chunk; rejects for unreadable files and
+    quarantined teacher answers."""
+    docs, rejects = load_documents(input_path)
+    chunks = [c for path, text in docs.items()
+              for c in chunk_document(path.name, str(path), text, teacher.count_tokens,
+                                      source.chunk_tokens, source.chunk_overlap)]
+    kept, threshold = drop_short(chunks, source.min_length_percentile)
+    questions = teacher.complete([question_request(c, seed) for c in kept], offline=template_question)
+    asked: list[tuple[Chunk, str]] = []
+    for chunk, response in zip(kept, questions):
+        question = (response.data or {}).get("question") if response.ok else None
+        if not isinstance(question, str) or not question.strip():
+            reason = response.error or "answer JSON has no 'question' string"
+            rejects.append({"file": chunk.path, "line": chunk.index + 1, "reason": f"teacher: question: {reason}"})
+            continue
+        asked.append((chunk, " ".join(question.split())))
+    answers = teacher.complete([answer_request(c, q, seed) for c, q in asked], offline=template_answer)
+    records = []
+    for (chunk, question), response in zip(asked, answers):
+        if not response.ok:
+            rejects.append({"file": chunk.path, "line": chunk.index + 1,
+                            "reason": f"teacher: answer: {response.error}"})
+            continue
+        answer = response.text.strip()
+        record = {"source": name, "domain": source.domain, "group": f"{chunk.doc}#{chunk.section}",
+                  "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                  "meta": {"context": chunk.text, "reference": answer, "doc": chunk.doc, "section": chunk.section,
+                           "chunk": chunk.index, "chunk_tokens": chunk.tokens}}
+        record["id"] = record_id(record)
+        records.append(record)
+    if not records and not rejects:
+        raise InputError(f"{input_path}: sources.{name}: the documents gave no chunks")
+    metrics = {"documents": len(docs), "chunks": len(chunks), "chunks_kept": len(kept),
+               "chunk_min_tokens": round(threshold, 1), "records": len(records), "rejected": len(rejects),
+               "mean_context_tokens": round(sum(c.tokens for c, _ in asked) / max(1, len(asked)), 1)}
+    return DocQAOutput(records, rejects, metrics)
