@@ -4,12 +4,9 @@ Reads:  data/selected/train.jsonl, params [seed, model]
 Writes: models/base (tokenizer + safetensors weights + manifest.json), metrics/base_model.json
 Run:    python -m stages.base_model data/selected/train.jsonl models/base metrics/base_model.json
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.io import read_jsonl, write_json
 from synthtune.model.base_model import build_tiny_base, resolve_hub_model
 from synthtune.model.formats import pretraining_corpus
@@ -18,14 +15,7 @@ log = logging.getLogger("stages.base_model")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pool", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "pool", "out", "metrics")
     if params.model.name != "tiny":
         metrics = resolve_hub_model(args.out, params.model)
     else:

@@ -8,12 +8,9 @@ Writes: data/formatted/{train,val,test}.jsonl, data/formatted/format.json (templ
 Run:    python -m stages.format data/selected/train.jsonl data/prepared models/base data/formatted
             metrics/format.json plots/format
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
 from synthtune.model.base_model import load_tokenizer
 from synthtune.core.plots import write_csv
@@ -23,17 +20,7 @@ log = logging.getLogger("stages.format")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("train", type=Path)
-    parser.add_argument("prepared", type=Path)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "train", "prepared", "base", "out", "metrics", "plots")
     tokenizer = load_tokenizer(args.base, params.model.trust_remote_code)
     inputs = {"train": args.train, "val": args.prepared / "val.jsonl", "test": args.prepared / "test.jsonl"}
     result = format_splits({split: read_jsonl(path, allow_empty=split != "train") for split, path in inputs.items()},

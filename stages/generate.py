@@ -9,12 +9,10 @@ Run:    python -m stages.generate recipe_tod data/seeds/recipes.json data/raw/re
         --teacher-cache DIR: the LLM teacher's response cache (dvc.yaml: ${teacher.cache_dir}/<source>)
         --dry-run: print the teacher requests, their tokens and estimated cost; send and write nothing
 """
-import argparse
 import logging
 from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.errors import ParamsError
 from synthtune.core.io import write_json, write_jsonl
 from synthtune.generate.sources import generate_source
@@ -23,21 +21,15 @@ from synthtune.llm.teacher import open_teacher
 log = logging.getLogger("stages.generate")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source")
-    parser.add_argument("input", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("rejects", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+def _options(parser) -> None:
     parser.add_argument("--teacher-cache", type=Path, default=None,
                         help="the source's teacher response cache folder (dvc.yaml: ${teacher.cache_dir}/<source>)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the teacher requests, their tokens and estimated cost; send and write nothing")
-    args = parser.parse_args(argv)
 
-    params = load_params(args.params)
+
+def main(argv: list[str] | None = None) -> None:
+    args, params = stage(__doc__, argv, ("source", str), "input", "out", "rejects", "metrics", options=_options)
     if args.source not in params.sources:
         raise ParamsError(f"{args.params}: sources.{args.source}: no such source")
     source = params.sources[args.source]

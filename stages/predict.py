@@ -7,13 +7,10 @@ Writes: data/predictions/<model>.jsonl ({"id": "<example>:<turn>", "output"}), d
         data/predictions/perplexity.json ({model: {perplexity, val_tokens}}), metrics/predict.json
 Run:    python -m stages.predict data/formatted data/seeds/api_prompts.jsonl models/base models/tuned data/predictions metrics/predict.json
 """
-import argparse
 import logging
 import time
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.evaluate.predict import eval_examples, model_roster, open_backend, predict_model, require_turns
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
 
@@ -21,17 +18,7 @@ log = logging.getLogger("stages.predict")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("formatted", type=Path)
-    parser.add_argument("api_prompts", type=Path)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("tuned", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "formatted", "api_prompts", "base", "tuned", "out", "metrics")
     test_file = args.formatted / "test.jsonl"
     examples = eval_examples(read_jsonl(test_file, allow_empty=True), params.predict.max_dialogues)
     require_turns(examples, test_file)

@@ -5,12 +5,9 @@ Writes: data/prepared/{train,val,test}.jsonl, data/prepared/rejected.jsonl (ever
         file, line, reason), metrics/prepare.json, plots/prepare/intents.csv (intent distribution)
 Run:    python -m stages.prepare data/raw data/rejected data/prepared metrics/prepare.json plots/prepare
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
 from synthtune.core.plots import write_csv
 from synthtune.curate.prepare import intent_distribution, prepare_records
@@ -19,16 +16,7 @@ log = logging.getLogger("stages.prepare")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("raw", type=Path)
-    parser.add_argument("rejected", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "raw", "rejected", "out", "metrics", "plots")
     load_rejects = [row for path in sorted(args.rejected.glob("*.jsonl"))
                     for row in read_jsonl(path, allow_empty=True)]
     result = prepare_records(sorted(args.raw.glob("*.jsonl")), params.seed, params.prepare, load_rejects)

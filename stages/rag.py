@@ -6,12 +6,9 @@ Writes: metrics/rag.json ({model: {cosine, hit_at_k, ...}}), plots/rag/chunks.cs
         plots/rag/chunk_lengths.png (histogram), plots/rag/cosine.png (answer cosine per model)
 Run:    python -m stages.rag data/seeds/docs data/seeds/rag_questions.jsonl models/base models/tuned metrics/rag.json plots/rag
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.evaluate.predict import model_roster, open_backend
 from synthtune.core.io import read_jsonl, write_json
 from synthtune.model.base_model import load_tokenizer
@@ -22,17 +19,7 @@ log = logging.getLogger("stages.rag")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("docs", type=Path)
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("tuned", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "docs", "questions", "base", "tuned", "metrics", "plots")
     trust = params.model.trust_remote_code
     bench = build_benchmark(load_documents(args.docs), read_jsonl(args.questions, allow_empty=True),
                             load_tokenizer(args.base, trust), params.rag)

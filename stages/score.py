@@ -7,12 +7,9 @@ Writes: metrics/score.json ({model: {metric: value}}), plots/score/confusion.csv
         score.confusion_model), plots/score/cosine.png (reply cosine per model, box plot)
 Run:    python -m stages.score data/formatted data/predictions data/seeds/graphs data/seeds/api data/seeds/api_prompts.jsonl metrics/score.json plots/score
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.evaluate.predict import eval_examples
 from synthtune.core.io import read_jsonl, write_json
 from synthtune.core.plots import box_plot, write_csv
@@ -22,18 +19,7 @@ log = logging.getLogger("stages.score")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("formatted", type=Path)
-    parser.add_argument("predictions", type=Path)
-    parser.add_argument("graphs", type=Path)
-    parser.add_argument("api_docs", type=Path)
-    parser.add_argument("api_prompts", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "formatted", "predictions", "graphs", "api_docs", "api_prompts", "metrics", "plots")
     test_file = args.formatted / "test.jsonl"
     test = eval_examples(read_jsonl(test_file, allow_empty=True), params.predict.max_dialogues)
     scorecard, cosines, confusion = build_scorecard(

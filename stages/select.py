@@ -4,12 +4,9 @@ Reads:  data/prepared/{train,val,test}.jsonl (val/test for decontamination), par
 Writes: data/selected/train.jsonl, metrics/select.json, plots/select/{map.csv,map.png}
 Run:    python -m stages.select data/prepared data/selected/train.jsonl metrics/select.json plots/select
 """
-import argparse
 import logging
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
 from synthtune.curate.selection import select_pool
 from synthtune.curate.selection_map import write_selection_map
@@ -18,15 +15,7 @@ log = logging.getLogger("stages.select")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prepared", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("plots", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "prepared", "out", "metrics", "plots")
     pool = read_jsonl(args.prepared / "train.jsonl", allow_empty=True)
     eval_records = [r for split in ("val", "test")
                     for r in read_jsonl(args.prepared / f"{split}.jsonl", allow_empty=True)]

@@ -7,15 +7,12 @@ Run:    python -m stages.train data/formatted models/base models/tuned dvclive/t
         `accelerate launch --config_file <train.accelerate_config> -m stages.train ...` (DDP/FSDP/ZeRO-3).
         Checkpoints live in models/tuned.ckpt/<run key>/ until success: a killed run resumes there.
 """
-import argparse
 import shutil
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
-from synthtune.core.cli import run_stage
-from synthtune.core.config import load_params
+from synthtune.core.cli import run_stage, stage
 from synthtune.core.io import read_jsonl, write_json
 from synthtune.model.training import launch_command, train_sft
 
@@ -23,16 +20,7 @@ log = logging.getLogger("stages.train")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("formatted", type=Path)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("live", type=Path)
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-
-    params = load_params(args.params)
+    args, params = stage(__doc__, argv, "formatted", "base", "out", "live", "metrics")
     relaunch = launch_command(params.train, sys.argv[1:] if argv is None else argv)
     if relaunch:
         log.info("relaunching: %s", " ".join(relaunch))

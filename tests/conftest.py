@@ -27,10 +27,11 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def dialogues() -> list[dict]:
-    from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph
+    from synthtune.generate.dialogue import get_domain, load_graph
 
-    return generate_dialogues(load_catalog(ROOT / "data/seeds/recipes.json"),
-                              load_graph(ROOT / "data/seeds/graphs/recipe.json"), n=30, seed=7, max_turns=8)
+    recipe = get_domain("recipe")
+    return recipe.generate(recipe.load_catalog(ROOT / "data/seeds/recipes.json"),
+                           load_graph(ROOT / "data/seeds/graphs/recipe.json"), n=30, seed=7, max_turns=8)
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,22 @@ Unknown keys and wrong types are errors that name the key and its line in params
     error: params.yaml:57: train.lr: Input should be a valid number (got '2e-4')
 Strict mode means YAML must write numbers as numbers (`2.0e-4`, not `2e-4`, which YAML reads
 as a string) and booleans as booleans.
+
+Defaults: params.yaml is the source of truth. Every field default here equals the value the
+shipped params.yaml gives it (tests/core/test_config.py checks it key by key), so code and tests
+that build a section without naming every key get what a run of params.yaml would use; keys
+params.yaml leaves unset (a source's `domain`, `teacher`, `mapping`, `options`) keep their documented
+defaults. Change a default in params.yaml and here together.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from synthtune.core.errors import ParamsError
 
@@ -22,12 +30,12 @@ class Section(BaseModel):
 
 class TinyModelParams(Section):
     vocab_size: int = Field(2048, ge=300)
-    hidden_size: int = Field(192, ge=16)
+    hidden_size: int = Field(128, ge=16)
     num_layers: int = Field(4, ge=1)
     num_heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(512, ge=16)
+    intermediate_size: int = Field(384, ge=16)
     max_position_embeddings: int = Field(1024, ge=64)
-    pretrain_steps: int = Field(300, ge=0)
+    pretrain_steps: int = Field(150, ge=0)
     pretrain_batch_size: int = Field(16, ge=1)
     pretrain_seq_len: int = Field(256, ge=16)
     pretrain_lr: float = Field(3.0e-3, gt=0)
@@ -67,33 +75,108 @@ class TeacherParams(Section):
     max_tokens: int = Field(512, ge=1)
     json_mode: bool = True                  # send response_format=json_object for JSON requests
     batch_size: int = Field(8, ge=1)        # `hf` backend
-    prices: dict[str, TeacherPrice] = Field(default_factory=dict)   # model -> USD per 1M tokens
+    prices: dict[str, TeacherPrice] = Field(default_factory=lambda: {   # model -> USD per 1M tokens
+        "gpt-4o-mini": TeacherPrice(input_per_mtok=0.15, output_per_mtok=0.6),
+        "gpt-4o": TeacherPrice(input_per_mtok=2.5, output_per_mtok=10.0)})
     max_cost_usd: float | None = Field(None, ge=0)   # stop before crossing; null: no limit
     cache_dir: str = "data/teacher_cache"   # one folder per source (a persisted DVC output)
 
 
-class SourceParams(Section):
-    """One entry of `sources`: a generator (`dialogues`) or a loader of the user's own data.
+TeacherBackend = Literal["template", "openai", "hf"]
 
-    `path` is the stage's input, interpolated into its cmd and deps by dvc.yaml: the catalog for
-    dialogues (the state graph is data/seeds/graphs/<domain>.json), the data file for loaders.
+_loader_kinds: Mapping[str, object] | None = None    # synthtune.generate.loaders.LOADERS, once imported
+
+
+def use_loader_kinds(kinds: Mapping[str, object]) -> None:
+    """Check loader sources' `kind` against `kinds` (live: kinds registered later count). The loaders
+    call it on import (core never imports generate), so the generate stage, which imports them before
+    it loads params, refuses an unregistered kind naming its line; until then a kind need only be a name."""
+    global _loader_kinds
+    _loader_kinds = kinds
+
+
+class SourceParams(Section):
+    """One entry of `sources`: a generator (`dialogues`, `docqa`) or a loader of the user's own data.
+
+    A union discriminated by `kind`: each kind takes exactly its own keys (DialoguesSourceParams,
+    DocQASourceParams, LoaderSourceParams), so a key of another kind is an unknown key. `path` is
+    the stage's input, interpolated into its cmd and deps by dvc.yaml: the catalog for dialogues
+    (the state graph is data/seeds/graphs/<domain>.json), the documents for docqa, the data file for
+    loaders. `SourceParams(kind=..., ...)` builds the model of that kind.
     """
-    kind: Literal["dialogues", "docqa", "alpaca", "qa_json", "chat", "text", "oasst", "csv", "hf"]
+    kind: str
     path: str
     domain: str = "general"
-    # generators (dialogues, docqa): the teacher backend; null: teacher.backend
-    teacher: Literal["template", "openai", "hf"] | None = None
-    # docqa only: chunks of the documents in `path` (tokens of the teacher's tokenizer)
-    chunk_tokens: int = Field(160, ge=16)
-    chunk_overlap: int = Field(32, ge=0)
+
+    def __new__(cls, *args, **kwargs):
+        if cls is SourceParams and "kind" in kwargs:
+            cls = source_params_class(kwargs["kind"])
+        return super().__new__(cls)
+
+    @classmethod
+    def model_validate(cls, obj, **kwargs):
+        if cls is SourceParams:      # dispatch on `kind`, as in `sources` of Params
+            return TypeAdapter(AnySource).validate_python(obj, **kwargs)
+        return super().model_validate(obj, **kwargs)
+
+
+class DialoguesSourceParams(SourceParams):
+    """Graph-guided task-oriented dialogues of `domain` (synthtune.generate.dialogue)."""
+    kind: Literal["dialogues"]
+    teacher: TeacherBackend | None = None    # template: the offline simulator; null: teacher.backend
+    n_dialogues: int = Field(1000, ge=1)
+    max_turns: int = Field(12, ge=3)         # user turns per dialogue at most
+    use_graph: bool = True                   # false: the no-graph ablation
+
+
+class DocQASourceParams(SourceParams):
+    """Document-grounded QA (synthtune.generate.docqa): chunks in teacher tokens, one question each."""
+    kind: Literal["docqa"]
+    teacher: TeacherBackend | None = None    # null: teacher.backend
+    chunk_tokens: int = Field(128, ge=16)
+    chunk_overlap: int = Field(24, ge=0)
     min_length_percentile: float = Field(25.0, ge=0, le=100)   # drop chunks shorter than this percentile
-    # dialogues only
-    n_dialogues: int = Field(400, ge=1)
-    max_turns: int = Field(12, ge=3)
-    use_graph: bool = True
-    # loaders only: field renames (e.g. {instruction: prompt}) and format options (e.g. {lang: en})
-    mapping: dict[str, str] = Field(default_factory=dict)
-    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class LoaderSourceParams(SourceParams):
+    """The user's own file through the loader of its `kind` (synthtune.generate.loaders.LOADERS)."""
+    kind: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    mapping: dict[str, str] = Field(default_factory=dict)     # field renames, e.g. {instruction: prompt}
+    options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)   # e.g. {lang: en}
+
+    @property
+    def teacher(self) -> None:
+        """Loaders prompt no teacher (callers open `teacher.backend`, unused)."""
+        return None
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        if _loader_kinds is not None and kind not in _loader_kinds:
+            known = ", ".join(sorted({*GENERATOR_SOURCES, *_loader_kinds}))
+            raise PydanticCustomError("source_kind", "unknown source kind (known: {known})", {"known": known})
+        return kind
+
+
+GENERATOR_SOURCES: dict[str, type[SourceParams]] = {"dialogues": DialoguesSourceParams,
+                                                    "docqa": DocQASourceParams}
+_LOADER_TAG = "loader"
+
+
+def source_params_class(kind: object) -> type[SourceParams]:
+    """The params model of a source `kind`: its generator's, or the loaders' for any other kind."""
+    return GENERATOR_SOURCES.get(kind, LoaderSourceParams) if isinstance(kind, str) else LoaderSourceParams
+
+
+def _source_tag(value: object) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) and kind in GENERATOR_SOURCES else _LOADER_TAG
+
+
+AnySource = Annotated[
+    Union[tuple(Annotated[model, Tag(tag)] for tag, model in
+                [*GENERATOR_SOURCES.items(), (_LOADER_TAG, LoaderSourceParams)])],
+    Discriminator(_source_tag)]
 
 
 class PrepareParams(Section):
@@ -108,7 +191,7 @@ class SelectParams(Section):
     decontam_scope: Literal["prompts", "all"] = "prompts"    # prompts: user turns (or raw text)
     strategy: Literal["all", "random", "cluster_quota"] = "cluster_quota"
     quota: Literal["proportional", "uniform"] = "proportional"
-    n_samples: int = Field(300, ge=1)
+    n_samples: int = Field(1400, ge=1)
     embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")   # or sentence-transformers:<model>
     svd_dims: int = Field(64, ge=2)                          # tfidf only
     clustering: Literal["kmeans", "community"] = "kmeans"
@@ -154,9 +237,9 @@ class FreezeParams(Section):
 
 
 class TrainParams(Section):
-    method: Literal["lora", "qlora", "full"] = "lora"
+    method: Literal["lora", "qlora", "full"] = "full"
     lr: float = Field(2.0e-3, gt=0)
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(8.0, gt=0)
     max_steps: int = -1
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -165,7 +248,7 @@ class TrainParams(Section):
     max_grad_norm: float = Field(1.0, gt=0)
     lr_scheduler: str = "cosine"
     eval_steps: int = Field(50, ge=1)
-    logging_steps: int = Field(10, ge=1)
+    logging_steps: int = Field(5, ge=1)
     group_by_length: bool = True
     packing: bool = False
     gradient_checkpointing: bool = False        # recompute activations: less memory, ~25% slower
@@ -240,7 +323,7 @@ class RagParams(Section):
 class Params(Section):
     seed: int = 42
     model: ModelParams = ModelParams()
-    sources: dict[str, SourceParams]
+    sources: dict[str, AnySource]
     teacher: TeacherParams = TeacherParams()
     prepare: PrepareParams = PrepareParams()
     select: SelectParams = SelectParams()
@@ -262,12 +345,25 @@ def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict, data: dict, loc: tuple) -> str:
     if error["type"] == "extra_forbidden":
+        if len(loc) == 3 and loc[0] == "sources":   # a key of another source kind
+            entry = (data.get("sources") or {}).get(loc[1])
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            allowed = ", ".join(sorted(source_params_class(kind).model_fields))
+            return f"unknown key for a {kind!r} source (allowed: {allowed})"
         return "unknown key"
     if error["type"] == "missing":
         return "required key is missing"
     return f"{error['msg']} (got {error['input']!r})"
+
+
+def _key_path(loc: tuple) -> tuple:
+    """The params key path of an error location, without the source union's member tag."""
+    loc = tuple(str(part) for part in loc)
+    if len(loc) >= 3 and loc[0] == "sources" and loc[2] in {*GENERATOR_SOURCES, _LOADER_TAG}:
+        loc = loc[:2] + loc[3:]
+    return loc
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -286,10 +382,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(str(part) for part in first["loc"])
-        # Union types add the member type to loc (e.g. "str"); keep the longest real key path.
+        loc = _key_path(first["loc"])
+        # Union types add the member type to loc (e.g. "str"); keep the longest real key path,
+        # and name a missing key under the entry that lacks it (the entry's line).
+        missing = loc[-1:] if first["type"] == "missing" and len(loc) > 1 else ()
+        loc = loc[:-1] if missing else loc
         while loc and loc not in lines and len(loc) > 1:
             loc = loc[:-1]
         where = f"{path}:{lines[loc]}" if loc in lines else str(path)
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ParamsError(f"{where}: {'.'.join(loc)}: {_describe(first)}{more}") from None
+        raise ParamsError(f"{where}: {'.'.join(loc + missing)}: {_describe(first, data, loc)}{more}") from None

@@ -42,3 +42,132 @@ def test_wrong_type_in_nested_source(tmp_path, root):
 def test_missing_file(tmp_path):
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- defaults: params.yaml is the source of truth
+
+SOURCE_IDENTITY = {"kind", "path", "domain", "teacher"}   # what each source entry says about itself
+
+
+def _section_fields(model):
+    from pydantic import BaseModel
+
+    for key, field in model.model_fields.items():
+        nested = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        yield key, field, nested
+
+
+def _default_mismatches(model, values: dict, prefix: str):
+    from pydantic import TypeAdapter
+    from pydantic_core import PydanticUndefined
+
+    for key, field, nested in _section_fields(model):
+        where = f"{prefix}{key}"
+        if key not in values:
+            yield f"{where}: not set in params.yaml"
+        elif nested is not None:
+            yield from _default_mismatches(nested, values[key], where + ".")
+        elif (default := field.get_default(call_default_factory=True)) is PydanticUndefined:
+            yield f"{where}: no default"
+        elif TypeAdapter(field.annotation).dump_python(default) != values[key]:
+            yield f"{where}: default {default!r} != params.yaml {values[key]!r}"
+
+
+def test_every_default_equals_params_yaml(root):
+    """Code and tests that build a section with defaults get exactly what params.yaml runs with."""
+    import yaml
+
+    from synthtune.core.config import Params, source_params_class
+
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    problems = []
+    for key, field, nested in _section_fields(Params):
+        if key == "sources":
+            continue
+        if nested is None:
+            if field.get_default() != data[key]:
+                problems.append(f"{key}: default {field.get_default()!r} != params.yaml {data[key]!r}")
+            continue
+        problems += _default_mismatches(nested, data[key], key + ".")
+    for name, entry in data["sources"].items():   # per kind: the keys a source sets beyond who it is
+        model = source_params_class(entry["kind"])
+        for key in sorted(set(entry) - SOURCE_IDENTITY):
+            default = model.model_fields[key].get_default(call_default_factory=True)
+            if default != entry[key]:
+                problems.append(f"sources.{name}.{key}: {model.__name__} default {default!r} != {entry[key]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_defaults_are_valid_and_sources_take_the_kind_model():
+    from synthtune.core.config import (DialoguesSourceParams, DocQASourceParams, LoaderSourceParams, SelectParams,
+                                       SourceParams, TrainParams)
+
+    assert TrainParams().method == "full" and SelectParams().n_samples == 1400
+    docqa = SourceParams(kind="docqa", path="docs")
+    assert type(docqa) is DocQASourceParams and isinstance(docqa, SourceParams) and docqa.chunk_tokens == 128
+    assert type(SourceParams(kind="dialogues", path="c.json")) is DialoguesSourceParams
+    csv = SourceParams(kind="csv", path="x.csv", mapping={"prompt": "q"})
+    assert type(csv) is LoaderSourceParams and csv.teacher is None and csv.mapping == {"prompt": "q"}
+    assert type(SourceParams.model_validate({"kind": "docqa", "path": "d"})) is DocQASourceParams
+
+
+# ---------------------------------------------------------------- sources: each kind takes exactly its keys
+
+def _add_source(tmp_path, root, entry: str):
+    return _write(tmp_path, root, "  qa_docs:\n", "  mine:\n" + entry + "  qa_docs:\n")
+
+
+def _line(lines, needle):
+    return next(i for i, text in enumerate(lines, 1) if needle in text)
+
+
+def test_key_of_another_kind_is_named_with_its_line(tmp_path, root):
+    path, lines = _add_source(tmp_path, root, "    kind: csv\n    path: x.csv\n    n_dialogues: 5\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == (f"{path}:{_line(lines, 'n_dialogues: 5')}: sources.mine.n_dialogues: unknown key "
+                              "for a 'csv' source (allowed: domain, kind, mapping, options, path)")
+
+
+def test_docqa_key_on_a_dialogue_source(tmp_path, root):
+    path, lines = _write(tmp_path, root, "    max_turns: 12", "    chunk_tokens: 64\n    max_turns: 12")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"{path}:{_line(lines, 'chunk_tokens: 64')}: sources.recipe_tod.chunk_tokens: "
+                                     "unknown key for a 'dialogues' source")
+
+
+def test_loader_source_keys_load(tmp_path, root):
+    path, _ = _add_source(tmp_path, root, "    kind: oasst\n    path: o.jsonl\n    options: {lang: de}\n")
+    source = load_params(path).sources["mine"]
+    assert source.kind == "oasst" and dict(source.options) == {"lang": "de"} and source.domain == "general"
+
+
+def test_unknown_kind_is_named_with_its_line(tmp_path, root):
+    import synthtune.generate.loaders  # noqa: F401  the registry the kind is checked against
+
+    path, lines = _add_source(tmp_path, root, "    kind: xml\n    path: x.xml\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == (f"{path}:{_line(lines, 'kind: xml')}: sources.mine.kind: unknown source kind "
+                              "(known: alpaca, chat, csv, dialogues, docqa, hf, oasst, qa_json, text) (got 'xml')")
+
+
+def test_loader_kinds_come_from_the_registry_handed_to_config(tmp_path, root, monkeypatch):
+    from synthtune.core import config
+
+    path, _ = _add_source(tmp_path, root, "    kind: parquet_rows\n    path: x.parquet\n")
+    monkeypatch.setattr(config, "_loader_kinds", {"parquet_rows": object()})
+    assert load_params(path).sources["mine"].kind == "parquet_rows"
+    monkeypatch.setattr(config, "_loader_kinds", {})
+    with pytest.raises(ParamsError, match=r"sources\.mine\.kind: unknown source kind \(known: dialogues, docqa\)"):
+        load_params(path)
+    monkeypatch.setattr(config, "_loader_kinds", None)    # registry never imported: any kind name passes
+    assert load_params(path).sources["mine"].kind == "parquet_rows"
+
+
+def test_missing_source_key_is_named(tmp_path, root):
+    path, lines = _add_source(tmp_path, root, "    kind: csv\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}:{_line(lines, '  mine:')}: sources.mine.path: required key is missing"

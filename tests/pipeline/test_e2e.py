@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow   # whole-pipeline test: `make test` runs it, `make test-fast` skips it
+
 
 def merge(base: dict, over: dict) -> dict:
     for key, value in over.items():

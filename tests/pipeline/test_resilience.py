@@ -22,6 +22,8 @@ import yaml
 
 from tests.llm.teacher_server import TeacherServer
 
+pytestmark = pytest.mark.slow   # whole-pipeline test: `make test` runs it, `make test-fast` skips it
+
 ROOT = Path(__file__).resolve().parents[2]
 # fake and recognisable, made per run (a constant would be found in this very file by the scan)
 KEY = f"sk-synthtune-CANARY-{uuid.uuid4().hex}"

@@ -15,7 +15,7 @@ import yaml
 
 from synthtune.core.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GOOD = [{"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": f"hello {i}"}]}
         for i in range(3)]
 BIG = 10 * 1024 * 1024
