@@ -8,8 +8,10 @@ import torch
 
 from synthtune.core.config import GenerationParams, OpenAIModelParams, PredictParams
 from synthtune.core.errors import InputError, ParamsError, UserError
-from synthtune.evaluate.predict import (OpenAIBackend, assistant_mask, assistant_perplexity, cut_at_stop, eval_turns, generate,
-                            hf_generation_kwargs, model_roster, require_turns, turn_prompts)
+from synthtune.evaluate.predict import eval_turns, model_roster, require_turns, turn_prompts
+from synthtune.llm.backends.hf import assistant_mask, assistant_perplexity, generate, hf_generation_kwargs
+from synthtune.llm.backends.openai import OpenAIBackend
+from synthtune.llm.requests import cut_at_stop
 from synthtune.model.formats import prompt_messages, to_chat
 
 
@@ -120,7 +122,7 @@ def test_vllm_backend_missing_is_one_clear_line(tmp_path):
         pytest.skip("vllm is installed")
     except ImportError:
         pass
-    from synthtune.evaluate.predict import VLLMBackend
+    from synthtune.llm.backends.vllm import VLLMBackend
 
     with pytest.raises(UserError, match="predict.backend is vllm but vllm is not installed") as err:
         VLLMBackend(tmp_path, None, 0, False)
@@ -182,8 +184,7 @@ def test_openai_backend_errors_are_one_line(monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     backend = OpenAIBackend("t", OpenAIModelParams(base_url=f"http://127.0.0.1:{port}/v1", model="m",
-                                                   api_key_env="K", timeout_s=2.0))
-    backend.client = backend.client.with_options(max_retries=0)
+                                                   api_key_env="K", timeout_s=2.0), max_retries=0)
     with pytest.raises(UserError, match=r"predict.openai.t: cannot reach http://127.0.0.1:\d+/v1") as err:
         backend.generate([[{"role": "user", "content": "hi"}]], GenerationParams())
     assert "\n" not in str(err.value)

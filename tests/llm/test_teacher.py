@@ -18,8 +18,11 @@ import yaml
 
 from synthtune.core.config import TeacherParams, TeacherPrice
 from synthtune.core.errors import ParamsError, UserError
+from synthtune.llm.requests import Call as _Call
+from synthtune.llm.requests import request_key
 from synthtune.llm.teacher import (BudgetExceeded, ChatRequest, Teacher, TeacherAuthError, TeacherModelNotFound,
-                         TeacherUnreachable, TIKTOKEN_BLOBS, TokenCounter, _Call, request_key, seed_tiktoken_cache)
+                                   TeacherUnreachable, TokenCounter)
+from synthtune.llm.tokens import TIKTOKEN_BLOBS, seed_tiktoken_cache
 from tests.llm.teacher_server import TeacherServer
 
 SECRET = "sk-test-0123456789abcdefSECRET"

@@ -1,0 +1,1 @@
+"""Model backends: one OpenAI-compatible client, one batched HF generator, vLLM."""

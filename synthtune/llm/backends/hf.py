@@ -1,0 +1,209 @@
+"""The one batched HF generator (left-padded batches) and the perplexity of assistant tokens.
+
+* `generate` / `generate_ids`: predict's path. Prompts rendered as training rendered them, sorted
+  by length so each batch pads little, left padding, greedy unless `do_sample`; batched greedy
+  output equals one-prompt-at-a-time output (tested). Stop strings end a sequence early and are cut.
+* `LocalChatModel`: the `hf` teacher. Batches keep the teacher's order (one sampling setting per
+  batch, seeded per batch from the request's seed and sample), so answers stay what the cache holds.
+Both pad and generate through `left_padded_generate`. torch is imported inside functions only.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from synthtune.core.config import GenerationParams
+from synthtune.llm.errors import TeacherModelNotFound
+from synthtune.llm.requests import Call, cut_at_stop
+
+
+def left_padded_generate(model, prompts: Sequence[Sequence[int]], pad_id: int, **generate_kwargs):
+    """The new tokens (a tensor, one row per prompt, padded on the right) of one left-padded batch."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts])
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.inference_mode():
+        generated = model.generate(input_ids=input_ids, attention_mask=attention, pad_token_id=pad_id,
+                                   **generate_kwargs)
+    return generated[:, width:]
+
+
+# --- predict: length-sorted batches of prompts rendered like training ----------------------------
+
+def render_prompts(tokenizer, conversations: Sequence[list[dict] | str]) -> list[list[int]]:
+    """Token ids of each prompt: chat messages through the chat template, or a prompt string
+    (qa/alpaca/seq2seq/syntod/text rows) tokenized exactly as training did: `tokenizer(text=...)`, as TRL
+    does and as synthtune.model.formats.text_ids does (tests/model prove the prompt is a token prefix of the
+    training row). Not imported from model/: the llm layer stays below the model phase."""
+    return [tokenizer(text=c)["input_ids"] if isinstance(c, str) else
+            tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=True,
+                                          return_dict=True)["input_ids"] for c in conversations]
+
+
+def hf_generation_kwargs(gen: GenerationParams) -> dict:
+    """GenerationParams -> transformers `generate` keyword arguments (sampling knobs only when sampling)."""
+    kwargs: dict = {"max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample}
+    if gen.do_sample:
+        kwargs.update(temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p)
+    if gen.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = gen.no_repeat_ngram_size
+    if gen.repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = gen.repetition_penalty
+    return kwargs
+
+
+def generate(model, tokenizer, conversations: Sequence[list[dict]], gen: GenerationParams | None = None, *,
+             batch_size: int | None = None, max_new_tokens: int | None = None,
+             max_prompt_tokens: int | None = None, seed: int = 0, **generate_kwargs) -> list[str]:
+    """Completions for chat prompts, in the caller's order (rendered with the chat template).
+
+    `batch_size` / `max_new_tokens` override `gen`; extra keyword arguments go to `model.generate`.
+    """
+    gen = (gen or GenerationParams()).model_copy(update={k: v for k, v in (
+        ("batch_size", batch_size), ("max_new_tokens", max_new_tokens)) if v is not None})
+    return generate_ids(model, tokenizer, render_prompts(tokenizer, conversations), gen,
+                        max_prompt_tokens=max_prompt_tokens, seed=seed, **generate_kwargs)
+
+
+def generate_ids(model, tokenizer, prompts: Sequence[list[int]], gen: GenerationParams, *,
+                 max_prompt_tokens: int | None = None, seed: int = 0, **generate_kwargs) -> list[str]:
+    """Completions for token-id prompts: length-sorted batches, left padding; prompts too long keep their end."""
+    import torch
+    from tqdm import tqdm
+
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and not max_prompt_tokens:
+        max_prompt_tokens = max(1, limit - gen.max_new_tokens)
+    if max_prompt_tokens:
+        prompts = [p[-max_prompt_tokens:] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[str] = [""] * len(prompts)
+    kwargs = {**hf_generation_kwargs(gen), **generate_kwargs}
+    if gen.stop:
+        kwargs.update(stop_strings=list(gen.stop), tokenizer=tokenizer)
+    torch.manual_seed(seed)
+    model.eval()
+    size = gen.batch_size
+    for start in tqdm(range(0, len(order), size), desc="generate", disable=len(order) <= size):
+        batch = order[start:start + size]
+        new_tokens = left_padded_generate(model, [prompts[i] for i in batch], tokenizer.pad_token_id,
+                                          eos_token_id=tokenizer.eos_token_id, **kwargs)
+        for row, index in enumerate(batch):
+            text = tokenizer.decode(new_tokens[row], skip_special_tokens=True)
+            outputs[index] = cut_at_stop(text, gen.stop).strip()
+    return outputs
+
+
+def assistant_mask(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(token ids, 1 on assistant tokens) of a conversation.
+
+    Uses the chat template's `{% generation %}` markers when it has them; otherwise each assistant
+    turn is the difference between the rendering up to it and the generation prompt before it.
+    """
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = list(out["input_ids"]), list(out.get("assistant_masks") or [])
+    if any(mask):
+        return ids, mask
+    mask = [0] * len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(render_prompts(tokenizer, [messages[:i]])[0]) if i else 0
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+        mask[start:min(end, len(ids))] = [1] * (min(end, len(ids)) - start)
+    return ids, mask
+
+
+def assistant_perplexity(model, tokenizer, examples: Sequence[dict], batch_size: int = 8) -> dict:
+    """exp(mean NLL) of the assistant tokens (annotation line, reply, end token) of chat examples."""
+    import torch
+
+    sequences = [assistant_mask(tokenizer, ex["messages"]) for ex in examples if ex.get("messages")]
+    sequences = sorted((s for s in sequences if any(s[1])), key=lambda s: len(s[0]))
+    nll, count = 0.0, 0
+    model.eval()
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size]
+        width = max(len(ids) for ids, _ in batch)      # right padding: the loss looks at every position
+        input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([[t if m else -100 for t, m in zip(ids, mask)] + [-100] * (width - len(ids))
+                               for ids, mask in batch])
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        nll += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=-100, reduction="sum").item()
+        count += int((targets != -100).sum())
+    return {"perplexity": round(math.exp(nll / count), 4) if count else None, "val_tokens": count}
+
+
+class HFBackend:
+    """Predict's local models: `generate(conversations, gen)` and `perplexity(examples)`."""
+
+    def __init__(self, model, tokenizer, seed: int = 0):
+        self.model, self.tokenizer, self.seed = model, tokenizer, seed
+
+    def generate(self, conversations: Sequence[list[dict]], gen: GenerationParams) -> list[str]:
+        return generate(self.model, self.tokenizer, conversations, gen, seed=self.seed)
+
+    def perplexity(self, examples: Sequence[dict]) -> dict | None:
+        return assistant_perplexity(self.model, self.tokenizer, examples)
+
+
+# --- the hf teacher ---------------------------------------------------------------------------------
+
+class LocalChatModel:
+    """A local transformers causal LM answering teacher calls; loaded on the first batch."""
+
+    def __init__(self, model_id: str):
+        self.model_id = model_id
+        self.model = self.tokenizer = None
+
+    def load(self):
+        if self.model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
+                self.model = AutoModelForCausalLM.from_pretrained(self.model_id).eval()
+            except (OSError, ValueError) as exc:
+                raise TeacherModelNotFound(f"teacher.model: cannot load local model {self.model_id!r}: "
+                                           f"{str(exc).splitlines()[0]}") from None
+            self.tokenizer.padding_side = "left"
+            if self.tokenizer.pad_token_id is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+        return self.model, self.tokenizer
+
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=True)["input_ids"])
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"   # a base model
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, calls: Sequence[Call]) -> list[dict]:
+        """One batch of calls sharing sampling params; greedy when temperature is 0."""
+        import torch
+
+        model, tok = self.load()
+        prompts = [self._prompt_ids(c.messages) for c in calls]
+        pad = tok.pad_token_id
+        first = calls[0]
+        sampling = {"do_sample": first.temperature > 0}
+        if first.temperature > 0:
+            sampling.update(temperature=first.temperature, top_p=first.top_p)
+            torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
+        new_tokens = left_padded_generate(model, prompts, pad, max_new_tokens=max(c.max_tokens for c in calls),
+                                          **sampling)
+        rows = []
+        for call, prompt, row in zip(calls, prompts, new_tokens.tolist()):
+            new = [t for t in row if t != pad][:call.max_tokens]
+            if tok.eos_token_id in new:
+                new = new[:new.index(tok.eos_token_id)]
+            rows.append({"text": tok.decode(new, skip_special_tokens=True).strip(), "finish_reason": None,
+                         "model": self.model_id, "prompt_tokens": len(prompt), "completion_tokens": len(new)})
+        return rows
