@@ -1,10 +1,11 @@
 """Document-grounded QA generation (the David & Goliath method): documents → chunks → Q&A records.
 
 1. Documents: `.md`, `.txt` and `.pdf` (pypdf) files of a folder; a file that cannot be read is a
-   reject, not a failure.
+   reject, not a failure (synthtune.text.documents).
 2. Sections (markdown `#` headings; short title lines in text and PDF) → sentences, packed into
    chunks of at most `chunk_tokens` teacher tokens; consecutive chunks of a section share about
-   `chunk_overlap` tokens of whole sentences. Chunks never cross sections.
+   `chunk_overlap` tokens of whole sentences. Chunks never cross sections
+   (synthtune.text.chunking.sentence_chunks).
 3. Chunks shorter than the `min_length_percentile` (25th by default) of all chunk lengths are
    dropped: headings-only scraps and tails make poor questions.
 4. The teacher writes one question from each chunk (JSON `{"question": …}`), then answers it
@@ -29,8 +30,9 @@ from synthtune.core.config import SourceParams
 from synthtune.core.errors import InputError
 from synthtune.core.records import content_hash, record_id
 from synthtune.llm.teacher import ChatRequest, Teacher
+from synthtune.text.chunking import Chunk, drop_short, sentence_chunks
+from synthtune.text.documents import load_documents, split_sentences
 
-SUFFIXES = (".md", ".txt", ".pdf")
 QUESTION_SYSTEM = ("You write one exam question about a passage from a technical document. The question "
                    "must be answerable from the passage alone, specific (name the thing it asks about), "
                    "and useful to a reader of the document. Reply with JSON only: {\"question\": \"...\"}")
@@ -44,177 +46,10 @@ about there their they them not no yes so such per each""".split())
 
 
 @dataclass
-class Chunk:
-    doc: str
-    path: str
-    section: str
-    index: int
-    text: str
-    tokens: int
-
-
-@dataclass
 class DocQAOutput:
     records: list[dict]
     rejects: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------------ documents
-
-
-def read_document(path: Path) -> str:
-    if path.suffix.lower() == ".pdf":
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
-
-        try:
-            pages = [page.extract_text() or "" for page in PdfReader(path).pages]
-        except (PdfReadError, ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
-        return "\n\n".join(pages)
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
-
-
-def load_documents(path: str | Path) -> tuple[dict[Path, str], list[dict]]:
-    """{file: text} of the documents in a folder (or one file), and rejects for unreadable ones."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-    elif path.is_file():
-        files = [path]
-    else:
-        raise InputError(f"{path}: no such file or folder")
-    docs, rejects = {}, []
-    for file in files:
-        try:
-            text = read_document(file)
-        except ValueError as exc:
-            rejects.append({"file": str(file), "line": 0, "reason": f"document: {exc}"})
-            continue
-        if not text.strip():
-            rejects.append({"file": str(file), "line": 0, "reason": "document: no text (a scanned PDF needs OCR)"})
-            continue
-        docs[file] = text
-    if not docs and not rejects:
-        raise InputError(f"{path}: no {'/'.join(SUFFIXES)} documents found")
-    return docs, rejects
-
-
-def _is_title(line: str, markdown: bool) -> str | None:
-    if markdown:
-        match = re.match(r"^#{1,6}\s+(.+?)\s*#*$", line)
-        return match.group(1) if match else None
-    words = line.split()
-    if 0 < len(words) <= 8 and not re.search(r"[.!?:;,]$", line) and line[:1].isupper():
-        return line.strip()
-    return None
-
-
-def split_sections(text: str, markdown: bool) -> list[tuple[str, list[str]]]:
-    """[(section title, paragraphs)]; text before the first title belongs to section ''."""
-    text = text.replace("\r\n", "\n").replace("-\n", "")
-    sections: list[tuple[str, list[str]]] = [("", [])]
-    paragraph: list[str] = []
-
-    def close_paragraph():
-        if paragraph:
-            sections[-1][1].append(" ".join(paragraph))
-            paragraph.clear()
-
-    for raw in text.split("\n"):
-        line = raw.strip()
-        title = _is_title(line, markdown) if line else None
-        if title:
-            close_paragraph()
-            sections.append((title, []))
-        elif not line:
-            close_paragraph()
-        else:
-            paragraph.append(re.sub(r"^([-*+]|\d+[.)])\s+", "", line) if markdown else line)
-    close_paragraph()
-    return [(title, paras) for title, paras in sections if paras]
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-def split_sentences(paragraph: str) -> list[str]:
-    parts = _SENTENCE_END.split(" ".join(paragraph.split()))
-    out: list[str] = []
-    for part in parts:     # keep "e.g." / "i.e." / "approx." inside their sentence
-        if out and re.search(r"\b(e\.g|i\.e|etc|approx|vs|no|fig)\.$", out[-1], re.I):
-            out[-1] += " " + part
-        else:
-            out.append(part)
-    return [s for s in out if s]
-
-
-# -------------------------------------------------------------------------------------- chunks
-
-
-def chunk_document(doc: str, path: str, text: str, count, size: int, overlap: int) -> list[Chunk]:
-    """Whole sentences packed into chunks of <= `size` tokens, ~`overlap` tokens shared by neighbours."""
-    if overlap >= size:
-        raise InputError(f"chunk_overlap ({overlap}) must be smaller than chunk_tokens ({size})")
-    chunks: list[Chunk] = []
-    for section, paragraphs in split_sections(text, markdown=path.lower().endswith(".md")):
-        units: list[tuple[int, str, int]] = []      # (paragraph, sentence, tokens)
-        for p, paragraph in enumerate(paragraphs):
-            for sentence in split_sentences(paragraph):
-                units.extend((p, piece, count(piece)) for piece in _split_long(sentence, count, size))
-        start = 0
-        while start < len(units):
-            end, total = start, 0
-            while end < len(units) and (end == start or total + units[end][2] <= size):
-                total += units[end][2]
-                end += 1
-            body = _join(units[start:end])
-            chunks.append(Chunk(doc, path, section, len(chunks), body, count(body)))
-            if end == len(units):
-                break
-            back, shared = end, 0                     # the next chunk repeats the last sentences
-            while (back - 1 > start and shared + units[back - 1][2] <= overlap
-                   and shared + units[back - 1][2] + units[end][2] <= size):   # room for new text
-                back -= 1
-                shared += units[back][2]
-            start = back
-    return chunks
-
-
-def _split_long(sentence: str, count, size: int) -> list[str]:
-    if count(sentence) <= size:
-        return [sentence]
-    words, pieces, current = sentence.split(), [], []
-    for word in words:
-        if current and count(" ".join(current + [word])) > size:
-            pieces.append(" ".join(current))
-            current = []
-        current.append(word)
-    return pieces + [" ".join(current)] if current else pieces
-
-
-def _join(units) -> str:
-    out, last = [], None
-    for paragraph, sentence, _ in units:
-        if last is not None:
-            out.append("\n\n" if paragraph != last else " ")
-        out.append(sentence)
-        last = paragraph
-    return "".join(out)
-
-
-def drop_short(chunks: list[Chunk], percentile: float) -> tuple[list[Chunk], float]:
-    """Chunks at least as long (in tokens) as the given percentile of all chunk lengths."""
-    if not chunks or percentile <= 0:
-        return chunks, 0.0
-    import numpy as np
-
-    threshold = float(np.percentile([c.tokens for c in chunks], percentile))
-    return [c for c in chunks if c.tokens >= threshold], threshold
 
 
 # ---------------------------------------------------------------------------- template teacher
@@ -325,8 +160,8 @@ def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: T
     quarantined teacher answers."""
     docs, rejects = load_documents(input_path)
     chunks = [c for path, text in docs.items()
-              for c in chunk_document(path.name, str(path), text, teacher.count_tokens,
-                                      source.chunk_tokens, source.chunk_overlap)]
+              for c in sentence_chunks(path.name, str(path), text, teacher.count_tokens,
+                                       source.chunk_tokens, source.chunk_overlap)]
     kept, threshold = drop_short(chunks, source.min_length_percentile)
     questions = teacher.complete([question_request(c, seed) for c in kept], offline=template_question)
     asked: list[tuple[Chunk, str]] = []

@@ -4,7 +4,7 @@
   vocabulary and the SVD basis come from it), so it is recomputed each run and never cached.
 * `sentence-transformers:<model>`: a hub id (loaded from the local Hugging Face cache; nothing is
   downloaded when HF_HUB_OFFLINE=1) or a local folder. Each text's vector depends only on the
-  model and the text, so vectors are cached in one SQLite file keyed by
+  model and the text, so vectors are cached in one SQLite file (synthtune.llm.cache) keyed by
   sha256(embedder fingerprint + text); a re-run embeds only texts it has not seen. The
   fingerprint is the hub commit of the model, or a hash of a local folder's files, so a changed
   model never reuses old vectors. The cache lives in $SYNTHTUNE_CACHE_DIR (default
@@ -15,19 +15,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
 from synthtune.core.errors import ParamsError
+from synthtune.llm.cache import Codec, KeyValueCache
 
 log = logging.getLogger(__name__)
 
 ST_PREFIX = "sentence-transformers:"
-_LOOKUP_CHUNK = 500          # keys per SQLite query (well under its variable limit)
 _ENCODE_CHUNK = 1024         # texts embedded and committed at a time: a crash loses at most one chunk
+FLOAT32_VECTOR = Codec("BLOB", lambda vector: np.asarray(vector, dtype=np.float32).tobytes(),
+                       lambda blob: np.frombuffer(blob, dtype=np.float32))
 
 
 def default_cache_path() -> Path:
@@ -88,36 +89,18 @@ def load_sentence_transformer(model: str):
         raise _unavailable(model, exc) from None
 
 
-class EmbeddingCache:
-    """sha256 key -> float32 vector, in one SQLite file; safe to share between runs and processes."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
-
-    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        found = {}
-        for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start:start + _LOOKUP_CHUNK]
-            rows = self.db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update((key, np.frombuffer(blob, dtype=np.float32)) for key, blob in rows)
-        return found
-
-    def put(self, items: dict[str, np.ndarray]) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                [(key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in items.items()])
-
-    def close(self) -> None:
-        self.db.close()
+def open_vector_cache(path: Path) -> KeyValueCache:
+    """sha256 key -> float32 vector in the llm layer's one SQLite cache; the table layout
+    (`vectors (key, vector BLOB)`) is that of the caches written before, so they stay warm."""
+    return KeyValueCache(path, table="vectors", column="vector", codec=FLOAT32_VECTOR, timeout_s=60.0,
+                         name="embedding")
 
 
 def embed_sentence_transformer(texts: list[str], model: str, cache_path: Path) -> tuple[np.ndarray, dict]:
     fingerprint = model_fingerprint(model)
     keys = [hashlib.sha256(f"{ST_PREFIX}{fingerprint}\n{text}".encode()).hexdigest() for text in texts]
-    with closing(EmbeddingCache(cache_path)) as cache:
-        vectors = cache.get(sorted(set(keys)))
+    with closing(open_vector_cache(cache_path)) as cache:
+        vectors = cache.get_many(sorted(set(keys)))
         missing = {key: text for key, text in zip(keys, texts) if key not in vectors}
         if missing:
             encoder = load_sentence_transformer(model)
@@ -128,8 +111,9 @@ def embed_sentence_transformer(texts: list[str], model: str, cache_path: Path) -
                 encoded = encoder.encode([text for _, text in chunk], convert_to_numpy=True,
                                          show_progress_bar=len(todo) > _ENCODE_CHUNK)
                 fresh = {key: vec.astype(np.float32) for (key, _), vec in zip(chunk, encoded)}
-                cache.put(fresh)
+                cache.put_many(fresh.items())      # committed by the cache's writer while the next chunk embeds
                 vectors.update(fresh)
+            cache.flush()                          # a write that failed is an error here, not a cold cache later
     matrix = np.stack([vectors[key] for key in keys]) if keys else np.zeros((0, 0), np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     stats = {"embedded_texts": len(missing), "embedding_cache_hits": len(texts) - sum(k in missing for k in keys)}

@@ -1,23 +1,15 @@
-"""RAG: token chunking, both retrievers, the hit definition, the default retriever, answer scoring."""
+"""RAG: documents, the hit definition, the default retriever, answer scoring.
+
+Token chunking and the retrievers themselves are tested in tests/text.
+"""
 import json
 
 import pytest
 
 from synthtune.core.config import RagParams
 from synthtune.core.errors import InputError, ParamsError
-from synthtune.evaluate.rag import build_benchmark, chunk_document, is_hit, load_documents, make_index, score_answers
-
-
-def test_chunks_are_token_windows_with_overlap(tiny_tokenizer):
-    text = " ".join(f"word{i}" for i in range(200))
-    chunks = chunk_document("d.md", text, tiny_tokenizer, size=32, overlap=8)
-    n_tokens = len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"])
-    assert all(c["tokens"] == 32 for c in chunks[:-1]) and 0 < chunks[-1]["tokens"] <= 32
-    assert sum(c["tokens"] for c in chunks) - 8 * (len(chunks) - 1) == n_tokens
-    assert all(text[c["start"]:c["end"]] == c["text"] for c in chunks)
-    assert chunks[1]["start"] < chunks[0]["end"]                        # the overlap is shared text
-    with pytest.raises(ParamsError, match="chunk_overlap"):
-        chunk_document("d.md", text, tiny_tokenizer, size=8, overlap=8)
+from synthtune.evaluate.rag import build_benchmark, is_hit, load_documents, score_answers
+from tests.text.test_documents import text_to_pdf_pages, write_text_pdf
 
 
 def test_hit_needs_the_whole_evidence_inside_the_retrieved_chunks():
@@ -25,12 +17,6 @@ def test_hit_needs_the_whole_evidence_inside_the_retrieved_chunks():
     assert is_hit((10, 45), "d", [a])
     assert not is_hit((30, 70), "d", [a]) and is_hit((30, 70), "d", [b, a])   # spans two retrieved chunks
     assert not is_hit((30, 70), "d", [other, a])
-
-
-def test_both_retrievers_find_the_obvious_chunk():
-    texts = ["knife skills: a brunoise is a fine dice", "bread needs yeast and a long rise", "store rice in the fridge"]
-    for kind in ("bm25", "tfidf"):
-        assert make_index(kind, texts).search(["how fine is a brunoise dice?", "what makes bread rise"], 1).tolist() == [[0], [1]]
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +54,26 @@ def test_bad_questions_are_one_line_errors(shipped, tiny_tokenizer):
         build_benchmark(docs, [{**questions[0], "doc": "nope.md"}], tiny_tokenizer, RagParams())
     with pytest.raises(InputError, match="no questions"):
         build_benchmark(docs, [], tiny_tokenizer, RagParams())
+
+
+def test_documents_keep_their_order_and_pdfs_are_read(root, tmp_path, tiny_tokenizer):
+    docs = load_documents(root / "data/seeds/docs")
+    assert list(docs) == sorted(p.name for p in (root / "data/seeds/docs").glob("*.md"))
+    write_text_pdf(tmp_path / "boats.pdf", text_to_pdf_pages(
+        "Boat rules\nEvery crew writes its route on the board before launching the boat."))
+    (tmp_path / "notes.txt").write_text("Rinse the rice twice before cooking it.")
+    docs = load_documents(tmp_path)
+    assert list(docs) == ["boats.pdf", "notes.txt"] and "route on the board" in " ".join(docs["boats.pdf"].split())
+    question = {"id": "p1", "doc": "notes.txt", "question": "How often do I rinse rice?", "answer": "Twice.",
+                "evidence": "Rinse the rice twice"}
+    bench = build_benchmark(docs, [question], tiny_tokenizer, RagParams(retriever="bm25", top_k=1))
+    assert bench.rows[0]["hit"] and bench.metrics["hit_at_k_bm25"] == 1.0
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
+    with pytest.raises(InputError, match="broken.pdf: document: unreadable PDF"):
+        load_documents(tmp_path)
+
+
+def test_overlap_must_leave_room(shipped, tiny_tokenizer):
+    docs, questions = shipped
+    with pytest.raises(ParamsError, match=r"params.yaml: rag.chunk_overlap \(8\) must be smaller than rag.chunk_tokens \(8\)"):
+        build_benchmark(docs, questions, tiny_tokenizer, RagParams(chunk_tokens=8, chunk_overlap=8))
