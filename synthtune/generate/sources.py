@@ -1,20 +1,25 @@
 """Sources: turn one `sources.<name>` params entry into canonical records.
 
-Each source names a `kind`: graph-guided dialogues simulated by the offline `template`
-teacher, or one of the loaders of synthtune.generate.loaders for the user's own data (alpaca, QA JSON, chat,
-raw text, OASST trees, CSV, Hugging Face datasets). LLM teachers plug in here by kind.
+`SOURCES` maps each `kind` to the function that makes its records:
+- `dialogues`: graph-guided task-oriented dialogues of a domain of synthtune.generate.dialogue,
+  simulated offline by the `template` teacher, or voiced turn by turn by an LLM teacher;
+- `docqa`: questions and answers written from documents (synthtune.generate.docqa);
+- every loader kind of synthtune.generate.loaders.LOADERS (alpaca, QA JSON, chat, raw text, OASST
+  trees, CSV, Hugging Face datasets, and any format registered later): the user's own file.
+A generator kind is registered here with `register_source(kind)` (its params model, with its own
+keys, lives in synthtune.core.config); a loader kind needs only its loader file.
 """
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthtune.core.config import PrepareParams, SourceParams, TeacherParams
-from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph
 from synthtune.core.errors import InputError
 from synthtune.core.io import require_file
-from synthtune.generate.loaders import load_source
+from synthtune.generate.loaders import LOADERS, load_source
 from synthtune.llm.teacher import Teacher
 
 
@@ -25,35 +30,77 @@ class SourceOutput:
     metrics: dict = field(default_factory=dict)
 
 
+# (name, source params, input path, seed, teacher or None, prepare params or None) -> SourceOutput
+SourceFn = Callable[[str, SourceParams, Path, int, "Teacher | None", "PrepareParams | None"], SourceOutput]
+GENERATORS: dict[str, SourceFn] = {}
+
+
+def register_source(kind: str):
+    """Decorator: register a generator of records for source `kind`."""
+    def decorate(fn: SourceFn) -> SourceFn:
+        GENERATORS[kind] = fn
+        return fn
+    return decorate
+
+
+class _Sources(Mapping):
+    """kind -> SourceFn: the generators registered here, then every kind of LOADERS (live: a loader
+    registered later is a source kind at once)."""
+
+    def __getitem__(self, kind: str) -> SourceFn:
+        if kind in GENERATORS:
+            return GENERATORS[kind]
+        if kind in LOADERS:
+            return loader_source
+        raise KeyError(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from GENERATORS
+        yield from (kind for kind in LOADERS if kind not in GENERATORS)
+
+    def __len__(self) -> int:
+        return len(GENERATORS.keys() | LOADERS.keys())
+
+
+SOURCES: Mapping[str, SourceFn] = _Sources()
+
+
 def generate_source(name: str, source: SourceParams, input_path: Path, seed: int,
                     teacher: Teacher | None = None, prepare: PrepareParams | None = None) -> SourceOutput:
     """Records of one source: simulated dialogues, QA written from documents, or the user's file
     through its loader. `teacher` (synthtune.llm.teacher.open_teacher) answers the generators' prompts."""
-    if source.kind == "docqa":
-        from synthtune.generate.docqa import generate_docqa
+    make = SOURCES.get(source.kind)
+    if make is None:
+        raise InputError(f"sources.{name}.kind: unknown source kind {source.kind!r} (known: {', '.join(SOURCES)})")
+    return make(name, source, Path(input_path), seed, teacher, prepare)
 
-        out = generate_docqa(name, source, Path(input_path), teacher or Teacher(TeacherParams()), seed)
-        return SourceOutput(out.records, out.rejects, out.metrics)
-    if source.kind == "dialogues":
-        records = simulate_dialogues(name, source, Path(input_path), seed, prepare)
-        rejects: list[dict] = []
-        if teacher is not None and teacher.backend != "template":
-            # the LLM simulator: same walks and slots, every turn voiced by the teacher
-            from synthtune.generate.dialogue.voicing import voice_dialogues
-            from synthtune.llm.teacher import ChatRequest
 
-            records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest)
-        if not records:
-            raise InputError(f"sources.{name}: generated no dialogues"
-                             + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""))
-        return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects)})
-    loaded = load_source(source.kind, Path(input_path), source=name, domain=source.domain,
-                         mapping=dict(source.mapping), options=dict(source.options))
-    metrics = {"records": len(loaded.records), "rejected": len(loaded.rejects),
-               "skipped": getattr(loaded, "skipped", 0)}
-    if any(r.get("messages") for r in loaded.records):
-        metrics.update(dialogue_metrics(loaded.records))
-    return SourceOutput(loaded.records, loaded.rejects, metrics)
+# ---------------------------------------------------------------- generators
+
+@register_source("docqa")
+def docqa_source(name: str, source: SourceParams, input_path: Path, seed: int,
+                 teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
+    from synthtune.generate.docqa import generate_docqa
+
+    out = generate_docqa(name, source, input_path, teacher or Teacher(TeacherParams()), seed)
+    return SourceOutput(out.records, out.rejects, out.metrics)
+
+
+@register_source("dialogues")
+def dialogue_source(name: str, source: SourceParams, input_path: Path, seed: int,
+                    teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
+    records = simulate_dialogues(name, source, input_path, seed, prepare)
+    rejects: list[dict] = []
+    if teacher is not None and teacher.backend != "template":
+        # the LLM simulator: same walks and slots, every turn voiced by the teacher
+        from synthtune.generate.dialogue import voice_dialogues
+        from synthtune.llm.teacher import ChatRequest
+
+        records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest)
+    if not records:
+        raise InputError(f"sources.{name}: generated no dialogues"
+                         + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""))
+    return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects)})
 
 
 def simulate_dialogues(name: str, source: SourceParams, catalog_path: Path, seed: int,
@@ -62,23 +109,38 @@ def simulate_dialogues(name: str, source: SourceParams, catalog_path: Path, seed
     the catalog. With `use_graph: false` (the ablation) only the dialogues that prepare will put
     in the train split lose the graph: val and test stay graph-generated, so both arms are scored
     on the same test set."""
-    from synthtune.generate.dialogue.ecommerce import generate_shop_dialogues, load_products
     from synthtune.curate.prepare import split_of
+    from synthtune.generate.dialogue import DOMAINS, get_domain, load_graph
 
-    simulators = {"recipe": (load_catalog, generate_dialogues),
-                  "ecommerce": (load_products, generate_shop_dialogues)}
-    if source.domain not in simulators:
+    if source.domain not in DOMAINS:
         raise InputError(f"sources.{name}.domain: {source.domain!r} has no dialogue simulator "
-                         f"(known: {', '.join(sorted(simulators))})")
-    load, generate = simulators[source.domain]
+                         f"(known: {', '.join(sorted(DOMAINS))})")
+    domain = get_domain(source.domain)
     graph_path = require_file(catalog_path.parent / "graphs" / f"{source.domain}.json")
     graph = load_graph(graph_path)
     if graph["domain"] != source.domain:
         raise InputError(f"{graph_path}: graph domain {graph['domain']!r} != sources.{name}.domain {source.domain!r}")
     keep_graph = (lambda group: split_of(group, seed, prepare) != "train") if prepare is not None else None
-    return generate(load(require_file(catalog_path)), graph, n=source.n_dialogues, seed=seed,
-                    max_turns=source.max_turns, source=name, use_graph=source.use_graph, keep_graph=keep_graph)
+    return domain.generate(domain.load_catalog(require_file(catalog_path)), graph, n=source.n_dialogues, seed=seed,
+                           max_turns=source.max_turns, source=name, use_graph=source.use_graph,
+                           keep_graph=keep_graph)
 
+
+# ---------------------------------------------------------------- the user's own data
+
+def loader_source(name: str, source: SourceParams, input_path: Path, seed: int,
+                  teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
+    """Every loader kind: the file through LOADERS[source.kind]; bad rows are rejects."""
+    loaded = load_source(source.kind, input_path, source=name, domain=source.domain,
+                         mapping=dict(source.mapping), options=dict(source.options))
+    metrics = {"records": len(loaded.records), "rejected": len(loaded.rejects),
+               "skipped": getattr(loaded, "skipped", 0)}
+    if any(r.get("messages") for r in loaded.records):
+        metrics.update(dialogue_metrics(loaded.records))
+    return SourceOutput(loaded.records, loaded.rejects, metrics)
+
+
+# ---------------------------------------------------------------- data metrics
 
 def distinct_n(texts: list[str], n: int) -> float:
     grams, total = set(), 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from synthtune.core.errors import InputError
-from synthtune.generate.loaders import KINDS, Loaded, load_source, to_seq2seq
+from synthtune.generate.loaders import LOADERS, Loaded, load_source, to_seq2seq
 from synthtune.core.records import record_id, validate_record
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "loaders"
@@ -299,7 +299,7 @@ def test_huge_line_does_not_crash(tmp_path):
     assert out.rejects[0]["line"] == 2 and out.rejects[0]["reason"].startswith("invalid JSON")
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "hf"])
+@pytest.mark.parametrize("kind", [k for k in LOADERS if k != "hf"])
 def test_missing_and_empty_file(tmp_path, kind):
     with pytest.raises(InputError, match="nope.jsonl: file not found"):
         load_source(kind, tmp_path / "nope.jsonl", source="s")

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from synthtune.generate.dialogue.recipe import load_graph
-from synthtune.generate.dialogue.ecommerce import (MAX_CART, MAX_CLARIFY, MAX_COMPARE, MAX_MORE_RESULTS, SHOP_INTENTS,
-                               generate_shop_dialogues, load_products)
 from synthtune.core.errors import InputError
+from synthtune.generate.dialogue import get_domain, load_graph
+from synthtune.generate.dialogue.ecommerce import MAX_CART, MAX_CLARIFY, MAX_COMPARE, MAX_MORE_RESULTS, SHOP_INTENTS
+
+SHOP = get_domain("ecommerce")
+generate_shop_dialogues, load_products = SHOP.generate, SHOP.load_catalog
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCTS = ROOT / "data" / "seeds" / "products.json"
@@ -112,12 +114,12 @@ def test_product_row_missing_a_field_names_the_file_and_item(tmp_path):
 
 
 def test_templates_are_rich():
-    from synthtune.generate.dialogue.ecommerce import _CLARIFY, _STORE_QUESTIONS, _SYSTEM, _USER
+    from synthtune.generate.dialogue.ecommerce_templates import CLARIFY, STORE_QUESTIONS, SYSTEM, USER
 
-    assert all(len(v) >= 5 for v in _USER.values())
-    assert all(len(v) >= 5 for v in _SYSTEM.values())
-    assert all(len(q) >= 5 and len(a) >= 5 for q, a in _CLARIFY.values())
-    assert all(len(q) >= 5 for q, _ in _STORE_QUESTIONS.values())
+    assert all(len(v) >= 5 for v in USER.values())
+    assert all(len(v) >= 5 for v in SYSTEM.values())
+    assert all(len(q) >= 5 and len(a) >= 5 for q, a in CLARIFY.values())
+    assert all(len(q) >= 5 for q, _ in STORE_QUESTIONS.values())
 
 
 @pytest.mark.parametrize("domain, catalog", [("ecommerce", "products.json"), ("recipe", "recipes.json")])

@@ -1,4 +1,4 @@
-"""Tests for lib/dialogue.py: graph-guided template dialogue generation (recipe domain)."""
+"""The recipe domain (synthtune.generate.dialogue.recipe): catalog, graph, walk rules, dialogues."""
 
 import hashlib
 import json
@@ -11,8 +11,12 @@ import pytest
 
 from synthtune.core.errors import InputError
 
-from synthtune.generate.dialogue import recipe as D
-from synthtune.generate.dialogue.recipe import INTENTS, generate_dialogues, load_catalog, load_graph, walk
+from synthtune.generate.dialogue import get_domain, load_graph
+from synthtune.generate.dialogue import recipe_templates as T
+from synthtune.generate.dialogue.recipe import INTENTS, walk
+
+RECIPE = get_domain("recipe")
+generate_dialogues, load_catalog = RECIPE.generate, RECIPE.load_catalog
 
 ROOT = Path(__file__).resolve().parents[3]
 CATALOG_PATH = ROOT / "data" / "seeds" / "recipes.json"
@@ -128,17 +132,17 @@ def test_catalog_row_missing_a_field_names_file_and_item(tmp_path):
 
 
 def test_templates_are_rich_and_not_first_word_keyed():
-    user = dict(D._USER)
-    user["ask_question"] = [t for _, u, _ in D._QUESTIONS for t in u]
+    user = dict(T.USER)
+    user["ask_question"] = [t for _, u, _ in T.QUESTIONS for t in u]
     for intent in EXPECTED_INTENTS:
         assert len(user[intent]) >= 5, intent
         first = {t.split()[0].strip(",.!?").lower() for t in user[intent]}
         assert len(first) >= 2, intent
     for act in EXPECTED_ACTS - {"step", "answer"}:
-        assert len(D._SYSTEM[act]) >= 5, act
-    for intent, tmpls in D._STEP_TEMPLATES.items():
+        assert len(T.SYSTEM[act]) >= 5, act
+    for intent, tmpls in T.STEP_TEMPLATES.items():
         assert len(tmpls) >= 5, intent
-    assert sum(len(a) for _, _, a in D._QUESTIONS) >= 5
+    assert sum(len(a) for _, _, a in T.QUESTIONS) >= 5
 
 
 # ---------------------------------------------------------------- walk rules

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph
-from synthtune.generate.dialogue.voicing import turn_requests, voice_dialogues
+from synthtune.generate.dialogue import get_domain, load_graph, voice_dialogues
+from synthtune.generate.dialogue.voicing import turn_requests
 from synthtune.llm.teacher import ChatRequest, ChatResponse
 
 SEEDS = Path(__file__).resolve().parents[3] / "data" / "seeds"
@@ -13,8 +13,9 @@ SEEDS = Path(__file__).resolve().parents[3] / "data" / "seeds"
 
 @pytest.fixture(scope="module")
 def dialogues():
-    return generate_dialogues(load_catalog(SEEDS / "recipes.json"), load_graph(SEEDS / "graphs" / "recipe.json"),
-                              n=6, seed=1, max_turns=6)
+    recipe = get_domain("recipe")
+    return recipe.generate(recipe.load_catalog(SEEDS / "recipes.json"), load_graph(SEEDS / "graphs" / "recipe.json"),
+                           n=6, seed=1, max_turns=6)
 
 
 class FakeTeacher:

@@ -1,0 +1,110 @@
+"""Phrase tables of the e-commerce domain (ecommerce.py): user and system templates, clarifying
+questions and store questions with their answers.
+
+Pure data, kept apart so that ecommerce.py holds the domain's rules. `{q}` is the search query
+(a category), `{a}` an attribute value, `{p}` a budget, `{i}`/`{j}` result numbers, `{n}` a quantity,
+`{v}` the value answering a clarifying question; system templates get the product's facts.
+"""
+
+USER = {
+    "greeting": ["hi", "hello there", "hey, can you help me find something?", "good morning!",
+                 "hi, I'm shopping for a gift", "hello, I need to buy something"],
+    "search_product": ["I'm looking for {q}", "do you sell {q}?", "can you find me {q}", "show me some {q}",
+                       "I need new {q}", "what {q} do you have?", "I want to buy {q}"],
+    "search_with_attr": ["I'm looking for {a} {q}", "do you have {a} {q}?", "show me {a} {q}",
+                         "I need {a} {q}", "find me {a} {q} please"],
+    "search_with_budget": ["I need {q} under {p} dollars", "any {q} for less than ${p}?",
+                           "show me {q} below {p} dollars", "looking for {q}, my budget is {p} dollars",
+                           "what {q} do you have under ${p}?"],
+    "more_results": ["show me more", "any other options?", "what else do you have?", "next page please",
+                     "none of these, more please", "can I see a few more?", "more results"],
+    "select_product": ["I'll take number {i}", "let's go with {i}", "number {i} looks good", "option {i} please",
+                       "tell me more about {i}", "can I see #{i}?", "I like number {i}"],
+    "compare_products": ["compare {i} and {j}", "what's the difference between {i} and {j}?",
+                         "how do {i} and {j} compare?", "{i} or {j}, which is better?",
+                         "can you put {i} and {j} side by side?"],
+    "add_to_cart": ["add it to my cart", "put {n} in the cart", "I'll buy {n}", "add {n} to the basket please",
+                    "yes, add {n} of those to my cart", "get me {n} please"],
+    "remove_from_cart": ["remove it from the cart", "take that out of my cart", "actually, delete it from the basket",
+                         "remove the last item", "I changed my mind, remove it"],
+    "show_cart": ["what's in my cart?", "show me my basket", "can I see the cart?", "what have I added so far?",
+                  "cart please"],
+    "checkout": ["let's check out", "I'm ready to pay", "place the order", "checkout please",
+                 "ok, buy everything in the cart"],
+    "chitchat": ["you're very helpful", "shopping is so tiring", "I always take ages to decide",
+                 "this is for my brother's birthday", "thanks for your patience", "I love browsing online"],
+    "deny": ["no, not that", "hmm, none of those", "nope", "I don't mind", "not really", "no thanks"],
+    "goodbye": ["thanks, bye!", "that's all, goodbye", "ok I'm done, thank you", "see you later",
+                "great, that's everything. bye"],
+}
+
+# clarifying question per attribute: (system questions, user answers); {v} is the value
+CLARIFY = {
+    "color": (["Any colour in mind?", "Which colour would you like?", "Do you have a colour preference?",
+               "What colour are you after?", "Is there a colour you prefer?"],
+              ["{v} please", "I'd like {v}", "{v} would be great", "something in {v}", "{v}, ideally"]),
+    "max_price": (["What's your budget?", "How much would you like to spend?", "Do you have a price limit?",
+                   "What price range works for you?", "Is there a maximum price?"],
+                  ["under {v} dollars", "no more than ${v}", "less than {v} dollars", "up to {v} dollars",
+                   "my budget is {v} dollars"]),
+    "brand": (["Any favourite brand?", "Do you prefer a brand?", "Which brand do you like?",
+               "Is there a brand you trust?", "Any brand preference?"],
+              ["{v} if possible", "I like {v}", "{v} please", "let's stick with {v}", "{v}, I think"]),
+}
+
+SYSTEM = {
+    "greet": ["Hi! What are you shopping for today?", "Hello! How can I help you shop?",
+              "Hey there! Looking for anything in particular?", "Welcome! What can I find for you?",
+              "Hi, I'm your shopping assistant. What do you need?"],
+    "show_results": ["Here are some options: {list}", "I found these: {list}. Which one do you like?",
+                     "How about one of these? {list}", "These match your search: {list}",
+                     "Here's what we have: {list}. Pick a number to see more."],
+    "show_more": ["Here are a few more: {list}", "Some other options: {list}", "More results: {list}",
+                  "Okay, next page: {list}", "How about these instead? {list}"],
+    "product_details": ["{title}: {details}. It costs ${price}.", "Here it is: {title}, ${price}. {details}.",
+                        "{title} ({details}) is ${price}. Want me to add it to your cart?",
+                        "Good pick: {title} for ${price}. {details}.",
+                        "{title}, rated {rating} out of 5, ${price}. {details}."],
+    "answer_product": ["Its {attr} is {value}.", "The {attr}: {value}.", "It has {value} for {attr}.",
+                       "{title} comes with {attr} {value}.", "Good question: {attr} is {value}."],
+    "comparison": ["{a} is ${pa} and {b} is ${pb}.", "{a} costs ${pa}; {b} costs ${pb}.",
+                   "Side by side: {a} (${pa}) versus {b} (${pb}).",
+                   "{a} is rated {ra}, {b} is rated {rb}.",
+                   "Price: {a} ${pa}, {b} ${pb}. Ratings {ra} and {rb}."],
+    "added_to_cart": ["Added {n} x {title} to your cart.", "Done, {n} in your cart.", "Your cart now has {n} x {title}.",
+                      "Okay, {title} is in the basket.", "Great, added to your cart."],
+    "removed_from_cart": ["Removed it from your cart.", "Okay, it's out of the basket.", "Done, I removed it.",
+                          "That item is gone from your cart.", "Removed."],
+    "cart_contents": ["Your cart has {n} item(s): {title}.", "In your basket: {title}.", "You have {title} in your cart.",
+                      "Cart: {title}, {n} in total.", "So far you have {n} x {title}."],
+    "order_placed": ["Your order is placed! It should arrive in 3 to 5 days.", "Order confirmed. Thank you!",
+                     "All done, your order is on its way.", "Payment received, the order is placed.",
+                     "Thanks! Your order has been placed."],
+    "chitchat_reply": ["Happy to help!", "Take your time.", "I'm sure they'll love it.", "No rush at all.",
+                       "Glad to hear it!"],
+    "acknowledge_deny": ["No problem. What would you like instead?", "Okay, no worries.", "Sure, tell me what you prefer.",
+                         "Alright.", "Got it."],
+    "farewell": ["Thanks for shopping with us. Bye!", "Goodbye!", "Have a great day!", "Bye, come back soon!",
+                 "Glad I could help. Bye!"],
+}
+
+
+# store questions (ask_question): topic -> (user questions, answers)
+STORE_QUESTIONS = {
+    "shipping": (["how long does shipping take?", "when will it arrive?", "how fast is delivery?",
+                  "do you ship abroad?", "what does shipping cost?"],
+                 ["Shipping takes 3 to 5 working days.", "Delivery is 3 to 5 working days, free over $50.",
+                  "We ship to most countries in 3 to 5 working days."]),
+    "returns": (["what's your return policy?", "can I return it if it doesn't fit?", "how do returns work?",
+                 "can I send it back?", "are returns free?"],
+                ["You can return anything within 30 days.", "Returns are free within 30 days.",
+                 "Send it back within 30 days for a full refund."]),
+    "payment": (["can I pay with a gift card?", "do you take credit cards?", "can I pay later?",
+                 "which payment methods do you accept?", "is PayPal ok?"],
+                ["We accept cards, PayPal and gift cards.", "Cards, PayPal and gift cards all work at checkout.",
+                 "You can pay by card, PayPal or gift card."]),
+    "warranty": (["is there a warranty?", "what if it breaks?", "how long is the guarantee?",
+                  "does it come with a warranty?", "what happens if it's faulty?"],
+                 ["Every product has a one year warranty.", "It's covered by a one year warranty.",
+                  "Faulty items are replaced within the one year warranty."]),
+}

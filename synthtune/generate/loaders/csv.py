@@ -1,0 +1,75 @@
+"""CSV with a header row: prompt[, response][, system][, group] columns (names set by `mapping`).
+
+Without the response column every row is a prompt-only record (`messages=[user]`,
+`meta["prompt_only"] = True`): evaluation prompts, which the format stage leaves out of training.
+Rows are numbered by their first physical line (quoted cells may span lines); one bad byte or a
+short row costs that row only. options: `delimiter`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from synthtune.core.errors import InputError
+from synthtune.generate.loaders.base import RowBuilder, RowError, group_value, need_str, opt_str, register_loader
+
+
+@register_loader("csv", mapping={"prompt": "prompt", "response": "response", "system": "system", "group": None},
+                 options={"delimiter": ","})
+def load_csv(path: Path, rows: RowBuilder, mapping: dict, options: dict, explicit: dict) -> None:
+    # Decode leniently so one bad byte costs one row, not the file; such rows are rejected below.
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    old_limit = csv.field_size_limit(2**31 - 1)         # a 10 MB cell is a row, not a crash
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=options["delimiter"])
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: CSV has no header row") from None
+        header = [h.strip() for h in header]
+        columns = {name: i for i, name in enumerate(header)}
+        for key in ("prompt", "response", "system", "group"):
+            col = mapping.get(key)
+            if col is not None and col not in columns and (key in explicit or key == "prompt"):
+                raise InputError(f"{path}: column '{col}' (mapping '{key}') not in header {header}")
+        prompt_only = mapping["response"] not in columns
+        last_line = reader.line_num
+        while True:
+            start = last_line + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                last_line = reader.line_num
+                rows.reject(start, f"malformed CSV: {exc}")
+                continue
+            last_line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if any("\udc80" <= ch <= "\udcff" for c in cells for ch in c):
+                rows.reject(start, "invalid UTF-8")
+                continue
+            if len(cells) != len(header):
+                rows.reject(start, f"expected {len(header)} columns, got {len(cells)}")
+                continue
+            row = {name: cells[i] for name, i in columns.items()}
+            try:
+                user = need_str(row, mapping["prompt"], "prompt")
+                messages = []
+                system = opt_str(row, mapping.get("system") if mapping.get("system") in columns else None)
+                if system.strip():
+                    messages.append({"role": "system", "content": system})
+                messages.append({"role": "user", "content": user})
+                if not prompt_only:
+                    messages.append({"role": "assistant", "content": need_str(row, mapping["response"], "response")})
+                group = group_value(row, mapping.get("group"))
+            except RowError as exc:
+                rows.reject(start, str(exc))
+                continue
+            rows.add(start, messages=messages, group=group, prompt_only=prompt_only)
+    finally:
+        csv.field_size_limit(old_limit)
