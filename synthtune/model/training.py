@@ -1,142 +1,37 @@
-"""Train: supervised fine-tuning with TRL's SFTTrainer (full, LoRA or QLoRA), loss on assistant turns only.
+"""Train: supervised fine-tuning with TRL's SFTTrainer (full, LoRA or QLoRA), loss on the trained tokens only.
 
-The only module that imports TRL and PEFT. Loss masking comes from the chat template's
-`{% generation %}` markers (assistant_only_loss); batches are length-grouped and padded by default
-because on CPU they beat TRL's packing by a wide margin (`train.packing` turns packing on; see
-bench/train_throughput.py). Training steps use the model's own loss (one cross-entropy over the
-logits) instead of TRL's chunked LM head with per-token entropy and accuracy, which cost about
+synthtune.model is the only package that imports TRL and PEFT, always inside functions (a stage's
+--help must not import torch). What is trained comes from the formatted rows: chat `messages`
+(loss on the chat template's `{% generation %}` spans, assistant_only_loss), `prompt`/`completion`
+(completion_only_loss) or raw `text` (every token). Batches are length-grouped and padded by
+default because on CPU they beat TRL's packing by a wide margin (`train.packing` turns packing on;
+see bench/train_throughput.py). Training steps use the model's own loss (one cross-entropy over
+the logits) instead of TRL's chunked LM head with per-token entropy and accuracy, which cost about
 a third of the step time on the tiny model; evaluation keeps TRL's path and its token accuracy.
 
-Checkpoints go to `<out>.ckpt/<run key>/` (outside the stage's outs, which DVC deletes before a
-run), keyed by a hash of params, data and base model, so a killed run resumes from its last valid
-checkpoint and a checkpoint of another run is never resumed; the folder is deleted after success.
-Training curves go to DVCLive (dvc plots); final figures are returned for metrics/train.json.
+The pieces: methods (full/freezing, LoRA, QLoRA), checkpoints (run key and resume), dvclive_callback
+(training curves for dvc plots), launcher (multi-process via accelerate; `launch_command` is
+importable from here, as stages/train.py does). Final figures are returned for metrics/train.json.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from synthtune.core.config import FreezeParams, ModelParams, TrainParams
+from synthtune.core.config import ModelParams, TrainParams
 from synthtune.core.errors import ParamsError, UserError
-from synthtune.model.base_model import load_base
+from synthtune.model.checkpoints import checkpoint_step, default_checkpoint_root, last_valid_checkpoint, run_key
+from synthtune.model.dvclive_callback import dvclive_callback
+from synthtune.model.launcher import launch_command
+from synthtune.model.methods import prepare_model
+
+__all__ = ["build_trainer", "check_max_length", "launch_command", "row_fields", "save_deterministic",
+           "sft_config", "train_sft"]
 
 log = logging.getLogger(__name__)
-
-LOGGED_KEYS = {"loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy"}
-
-
-# ---------------------------------------------------------------- launcher
-
-def launch_command(train: TrainParams, argv: list[str]) -> list[str] | None:
-    """The `accelerate launch` command that re-runs `stages.train` with `argv`, or None to train in-process.
-
-    None when `train.launcher` is `python`, or when this process was itself started by a launcher
-    (torchrun/accelerate set LOCAL_RANK).
-    """
-    if train.launcher != "accelerate" or "LOCAL_RANK" in os.environ:
-        return None
-    config = Path(train.accelerate_config)
-    if not config.is_file():
-        raise ParamsError(f"params.yaml: train.accelerate_config: {config} not found")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
-    if train.num_processes:
-        cmd += ["--num_processes", str(train.num_processes)]
-    return cmd + ["-m", "stages.train", *argv]
-
-
-# ---------------------------------------------------------------- model preparation
-
-def _category(name: str) -> str:
-    lowered = name.lower()
-    if re.search(r"(^|\.)(embed_tokens|embed_positions|wte|wpe|word_embeddings|position_embeddings)\.", lowered):
-        return "embeddings"
-    if re.search(r"(norm|ln_|layernorm|\.ln\d*\.|ln_f)", lowered):
-        return "norms"
-    if re.search(r"(self_attn|attention|\.attn\.|q_proj|k_proj|v_proj|o_proj|c_attn)", lowered):
-        return "attention"
-    if re.search(r"(\.mlp\.|feed_forward|\.ffn\.|gate_proj|up_proj|down_proj|c_fc|fc1|fc2)", lowered):
-        return "mlp"
-    return "other"
-
-
-def _never_frozen(name: str, keep: list[int | str]) -> bool:
-    for item in keep:
-        if isinstance(item, int):
-            if re.search(rf"\.(layers|h|blocks|layer)\.{item}\.", name):
-                return True
-        elif item in name:
-            return True
-    return False
-
-
-def apply_freezing(model, freeze: FreezeParams) -> dict[str, int]:
-    """Freeze parameters by category (the seed SFT flags); returns trainable parameter counts per category.
-
-    A parameter whose name matches `layers_not_to_freeze` (a layer index, or a substring of the
-    name) stays trainable; otherwise embeddings, norms, attention, MLP and anything else follow
-    their flag. Tied weights (the tiny model's LM head) follow the embeddings.
-    """
-    trainable: dict[str, int] = {}
-    for name, param in model.named_parameters():
-        category = _category(name)
-        frozen = getattr(freeze, category) and not _never_frozen(name, freeze.layers_not_to_freeze)
-        param.requires_grad_(not frozen)
-        trainable[category] = trainable.get(category, 0) + (0 if frozen else param.numel())
-    if not any(trainable.values()):
-        raise ParamsError("params.yaml: train.freeze freezes every parameter; nothing would be trained")
-    return trainable
-
-
-def check_target_modules(model, target_modules: str | list[str]) -> None:
-    """Every LoRA target module must exist in the model (PEFT semantics: exact name or `.name` suffix)."""
-    names = [name for name, _ in model.named_modules()]
-    if target_modules == "all-linear":
-        return
-    if isinstance(target_modules, str):
-        if not any(re.fullmatch(target_modules, name) for name in names):
-            raise ParamsError(f"params.yaml: train.lora.target_modules {target_modules!r} matches no module "
-                              f"of the model")
-        return
-    leaves = sorted({name.rsplit(".", 1)[-1] for name in names if name})
-    missing = [t for t in target_modules if not any(n == t or n.endswith("." + t) for n in names)]
-    if missing:
-        raise ParamsError(f"params.yaml: train.lora.target_modules {missing} not in the model "
-                          f"(its modules: {', '.join(m for m in leaves if not m.isdigit())})")
-
-
-def lora_config(train: TrainParams):
-    from peft import LoraConfig
-
-    return LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
-                      target_modules=train.lora.target_modules, task_type="CAUSAL_LM", bias="none")
-
-
-def prepare_model(base_dir: Path, model: ModelParams, train: TrainParams):
-    """Load the base model for `train.method`; returns (model, tokenizer, peft_config or None).
-
-    full: freezing flags applied; lora: a LoRA config for the trainer; qlora: the base loaded in
-    4-bit (bitsandbytes Linear4bit), prepared for k-bit training, plus the LoRA config.
-    """
-    lm, tokenizer = load_base(base_dir, model.trust_remote_code,
-                              qlora=train.qlora if train.method == "qlora" else None)
-    if train.method == "full":
-        counts = apply_freezing(lm, train.freeze)
-        log.info("full fine-tuning, trainable parameters per category: %s", counts)
-        return lm, tokenizer, None
-    check_target_modules(lm, train.lora.target_modules)
-    if train.method == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        lm = prepare_model_for_kbit_training(lm, use_gradient_checkpointing=False)
-    return lm, tokenizer, lora_config(train)
 
 
 def check_max_length(tokenizer, rows: list[dict], max_length: int) -> None:
@@ -155,85 +50,6 @@ def check_max_length(tokenizer, rows: list[dict], max_length: int) -> None:
     if shortest is not None and shortest >= max_length:
         raise ParamsError(f"params.yaml: format.max_length {max_length} is not longer than the shortest prompt "
                           f"({shortest} tokens): no assistant token would be trained on")
-
-
-# ---------------------------------------------------------------- checkpoints and resume
-
-def run_key(train_rows: list[dict], val_rows: list[dict], base_dir: Path, model: ModelParams,
-            train: TrainParams, seed: int, max_length: int) -> str:
-    """Hash of everything that shapes a training run: a checkpoint is resumed only under the same key."""
-    h = hashlib.sha256()
-    settings = {"seed": seed, "max_length": max_length, "model": model.model_dump(mode="json"),
-                "train": train.model_dump(mode="json", exclude={"resume"})}
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    for rows in (train_rows, val_rows):
-        h.update(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode())
-        h.update(b"\0")
-    for path in sorted(p for p in Path(base_dir).rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(base_dir)).encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
-def default_checkpoint_root(out_dir: Path) -> Path:
-    """`models/tuned` → `models/tuned.ckpt`: next to the output, not inside it (DVC deletes outs before a run)."""
-    out_dir = Path(out_dir)
-    return out_dir.parent / f"{out_dir.name}.ckpt"
-
-
-def last_valid_checkpoint(run_dir: Path) -> Path | None:
-    """The highest `checkpoint-N` whose trainer_state.json (written last by Trainer) exists."""
-    if not run_dir.is_dir():
-        return None
-    found = []
-    for path in run_dir.glob("checkpoint-*"):
-        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if match and (path / "trainer_state.json").is_file():
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
-
-
-# ---------------------------------------------------------------- trainer
-
-def _dvclive_callback(live_dir: Path):
-    from dvclive import Live
-    from transformers import TrainerCallback
-
-    class DVCLiveLogger(TrainerCallback):
-        """Log every trainer log line to DVCLive, one step per optimizer step.
-
-        A resumed run replays the checkpoint's log history first, so the curves cover the whole run
-        even though DVC deleted dvclive/ (an out) before the re-run.
-        """
-
-        def __init__(self) -> None:
-            self.live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
-            self.started = False
-
-        def _write(self, step: int, logs: dict) -> None:
-            self.live.step = step
-            for key, value in logs.items():
-                if isinstance(value, (int, float)) and key in LOGGED_KEYS:
-                    name = key.replace("eval_", "eval/") if key.startswith("eval_") else f"train/{key}"
-                    self.live.log_metric(name, float(value))
-            self.live.next_step()
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if not self.started:
-                self.started = True
-                for entry in state.log_history:   # non-empty only when resuming
-                    self._write(entry.get("step", 0), entry)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.started = True
-            self._write(state.global_step, logs or {})
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.live.end()
-
-    return DVCLiveLogger()
 
 
 def _trainer_class():
@@ -352,7 +168,7 @@ def save_deterministic(model, out_dir: Path) -> None:
 def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_dir: Path, live_dir: Path,
               model: ModelParams, train: TrainParams, seed: int, max_length: int,
               checkpoint_root: Path | None = None, callbacks=()) -> dict | None:
-    """Fine-tune the base model on formatted conversations; save adapter/weights + tokenizer to out_dir.
+    """Fine-tune the base model on formatted rows; save adapter/weights + tokenizer to out_dir.
 
     Returns the metrics on the main process and None on the other ranks of a distributed run.
     """
@@ -367,7 +183,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
     log.info("process %d/%d: %s, run key %s", trainer.args.process_index, trainer.args.world_size,
              train.method, key)
     if main:
-        trainer.add_callback(_dvclive_callback(live_dir))
+        trainer.add_callback(dvclive_callback(live_dir))
         for stale in root.glob("*") if root.is_dir() else []:
             if stale.name != key:   # checkpoints of other params/data can never be resumed
                 shutil.rmtree(stale, ignore_errors=True)
@@ -375,6 +191,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
     tokens_before = 0
     if resume is not None:
         log.info("resuming from %s", resume)
+        # the resumed state counts the tokens of the killed run too; throughput is this run's only
         tokens_before = json.loads((resume / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
     elif main and not train.resume:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -388,7 +205,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
     if not main:
         return None
     save_deterministic(trainer.model, out_dir)
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = "left"   # saved for predict, which generates from left-padded batches
     tokenizer.save_pretrained(str(out_dir))
     shutil.rmtree(run_dir, ignore_errors=True)
     if root.is_dir() and not any(root.iterdir()):
@@ -401,7 +218,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
         "trainable_params": trainable,
         "train_seconds": round(seconds, 1),
         "method": train.method,
-        "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
+        "resumed_from_step": checkpoint_step(resume) if resume else 0,
         "processes": trainer.args.world_size,
     }
     if "eval_loss" in final_eval:
@@ -410,7 +227,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
         metrics["eval_token_accuracy"] = round(final_eval["eval_mean_token_accuracy"], 4)
     if trainer.state.best_metric is not None:
         metrics["best_eval_loss"] = round(trainer.state.best_metric, 4)
-        metrics["best_step"] = int(Path(trainer.state.best_model_checkpoint).name.split("-")[1]) \
+        metrics["best_step"] = checkpoint_step(trainer.state.best_model_checkpoint) \
             if trainer.state.best_model_checkpoint else trainer.state.global_step
     if tokens and seconds > 0:  # real (non-padding) training tokens over wall time, evaluation passes included
         metrics["real_tokens_per_second"] = round(tokens / seconds, 1)

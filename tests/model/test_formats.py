@@ -1,4 +1,5 @@
-"""Format templates: what each writes, that predict's prompt is exactly what training saw, few-shot, length fit."""
+"""Format renderings (format.template): what each writes, that predict's prompt is exactly what training saw,
+few-shot, length fit."""
 import json
 
 import pytest
@@ -7,9 +8,10 @@ from synthtune.core.config import FormatParams, load_params
 from synthtune.core.errors import ParamsError
 from synthtune.evaluate.predict import render_prompts
 from synthtune.generate.loaders import to_seq2seq
-from synthtune.model.formats import (CONTEXT_INSTRUCTION, PROMPT_TEMPLATES, TEMPLATES, ShotIndex, check_template, fit_length,
-                           format_split, format_splits, length_histogram, manifest, parse_annotation,
-                           prompt_messages, render_prompt, render_records, to_chat)
+from synthtune.model.formats import (CONTEXT_INSTRUCTION, PROMPT_COMPLETION_RENDERINGS, RENDERING_NAMES, ShotIndex,
+                                     fit_length, format_split, format_splits, length_histogram, manifest,
+                                     parse_annotation, prompt_messages, render_prompt, render_records,
+                                     rendering_for, to_chat)
 
 ONE = {"id": "r1", "source": "s", "group": "g1", "messages": [
     {"role": "user", "content": "find soup", "annotations": {"intent": "search_recipe", "slots": {"query": "soup"}}},
@@ -40,10 +42,10 @@ def trl_view(row, tokenizer):
     return full, [1] * len(full)
 
 
-@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize("template", RENDERING_NAMES)
 def test_predict_prompt_is_exactly_the_trained_prefix(template, dialogues, tiny_tokenizer):
-    """For every template: the ids predict generates from are a prefix of the training sequence, the loss
-    starts right after them (prompt templates) and the trained tokens that follow are the gold answer."""
+    """For every rendering: the ids predict generates from are a prefix of the training sequence, the loss
+    starts right after them (prompt/completion renderings) and the trained tokens that follow are the gold answer."""
     records = dialogues[:8] + [DOC_QA]
     rows, counts = format_split(records, tiny_tokenizer, FormatParams(template=template, max_length=2048))
     assert counts.get("prompt_boundary_mismatch", 0) == 0
@@ -60,7 +62,7 @@ def test_predict_prompt_is_exactly_the_trained_prefix(template, dialogues, tiny_
             assert following.lstrip().startswith(json.dumps({"intent": turn["intent"], "slots": turn["slots"]},
                                                              ensure_ascii=False))
             checked += 1
-        if template in PROMPT_TEMPLATES:   # the whole completion is trained, nothing of the prompt
+        if template in PROMPT_COMPLETION_RENDERINGS:   # the whole completion is trained, nothing of the prompt
             assert tiny_tokenizer.decode([t for t, m in zip(ids, mask) if m]) == row["completion"]
     assert checked == sum(len(to_chat(d)["gold"]) for d in dialogues[:8])
 
@@ -75,7 +77,7 @@ def test_chat_prompt_is_the_generation_prompt(dialogues, tiny_tokenizer):
 
 
 def test_chat_rows_are_unchanged(dialogues, tiny_tokenizer):
-    """The default template writes what format wrote before templates existed (predict and score read it)."""
+    """The default rendering (chat) writes what format wrote before other renderings existed (predict and score read it)."""
     params = FormatParams(max_length=300)
     rows, counts = format_split(dialogues, tiny_tokenizer, params)
     expected = [f for f in (fit_length(to_chat(d), tiny_tokenizer, params) for d in dialogues) if f is not None]
@@ -84,14 +86,14 @@ def test_chat_rows_are_unchanged(dialogues, tiny_tokenizer):
     assert counts["examples"] == len(rows) and counts["truncated"] > 0
 
 
-def test_every_template_scores_the_same_turns(dialogues, tiny_tokenizer):
+def test_every_rendering_scores_the_same_turns(dialogues, tiny_tokenizer):
     def turn_ids(template):
         rows, _ = format_split(dialogues[:6], tiny_tokenizer, FormatParams(template=template, max_length=4096))
         return sorted(f"{r['id']}:{t['index']}" for r in rows for t in r["gold"])
-    assert len({tuple(turn_ids(t)) for t in TEMPLATES}) == 1
+    assert len({tuple(turn_ids(t)) for t in RENDERING_NAMES}) == 1
 
 
-@pytest.mark.parametrize("template", PROMPT_TEMPLATES)
+@pytest.mark.parametrize("template", PROMPT_COMPLETION_RENDERINGS)
 def test_completions_parse_back_to_the_gold_turn(template, dialogues, tiny_tokenizer):
     rows, _ = format_split(dialogues[:4], tiny_tokenizer, FormatParams(template=template, max_length=4096))
     assert rows and all(set(r) == {"id", "source", "group", "prompt", "completion", "gold"} for r in rows)
@@ -135,7 +137,7 @@ def test_alpaca_uses_the_context_variant_for_document_qa(tiny_tokenizer):
     assert plain["prompt"].endswith("### Instruction:\nWhat are leeks?\n\n### Response:\n")
 
 
-def test_text_template_keeps_raw_records_and_truncates_them(tiny_tokenizer):
+def test_text_rendering_keeps_raw_records_and_truncates_them(tiny_tokenizer):
     rows, counts = format_split([RAW, ONE], tiny_tokenizer, FormatParams(template="text", max_length=40))
     assert rows[0]["text"].endswith("<|end|>") and rows[0]["text"].startswith("Leeks grow slowly.")
     assert len(tiny_tokenizer(text=rows[0]["text"])["input_ids"]) <= 40 and counts["truncated"] >= 1
@@ -145,7 +147,7 @@ def test_text_template_keeps_raw_records_and_truncates_them(tiny_tokenizer):
     assert counts["skipped_text_records"] == 1
 
 
-@pytest.mark.parametrize("template", PROMPT_TEMPLATES)
+@pytest.mark.parametrize("template", PROMPT_COMPLETION_RENDERINGS)
 def test_prompt_rows_drop_old_turns_or_the_row(template, dialogues, tiny_tokenizer):
     long = max(dialogues, key=lambda d: len(d["messages"]))
     rows, counts = format_split([long], tiny_tokenizer, FormatParams(template=template, max_length=160))
@@ -213,9 +215,17 @@ def test_max_length_below_every_prompt_is_one_clear_error(tiny_tokenizer):
             format_split([wordy], tiny_tokenizer, FormatParams(template=template, max_length=16))
 
 
+def test_the_registry_holds_every_format_template_value():
+    """params.yaml's format.template choices are exactly the registered renderings, in the same order."""
+    from typing import get_args
+
+    assert RENDERING_NAMES == get_args(FormatParams.model_fields["template"].annotation)
+    assert PROMPT_COMPLETION_RENDERINGS == ("qa", "alpaca", "seq2seq", "syntod")
+
+
 def test_unknown_template_names_format_template(tmp_path, root, tiny_tokenizer):
     with pytest.raises(ParamsError, match="format.template: unknown template 'jinja'"):
-        check_template("jinja")
+        rendering_for("jinja")
     with pytest.raises(ParamsError, match="format.template"):
         format_split([ONE], tiny_tokenizer, FormatParams.model_construct(template="jinja", max_length=64))
     params = (root / "params.yaml").read_text().replace("template: chat", "template: jinja", 1)

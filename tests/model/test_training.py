@@ -57,7 +57,7 @@ CATEGORIES = {"embeddings": "embed_tokens", "norms": "norm", "attention": "self_
 
 @pytest.mark.parametrize("flag", ["embeddings", "norms", "attention", "mlp"])
 def test_each_freezing_flag_freezes_exactly_its_parameters(tiny_model, flag):
-    from synthtune.model.training import apply_freezing
+    from synthtune.model.methods import apply_freezing
 
     model = copy.deepcopy(tiny_model)
     apply_freezing(model, FreezeParams(**{flag: True}))
@@ -67,7 +67,7 @@ def test_each_freezing_flag_freezes_exactly_its_parameters(tiny_model, flag):
 
 
 def test_layers_not_to_freeze_stay_trainable(tiny_model):
-    from synthtune.model.training import apply_freezing
+    from synthtune.model.methods import apply_freezing
 
     model = copy.deepcopy(tiny_model)
     counts = apply_freezing(model, FreezeParams(embeddings=True, norms=True, attention=True, mlp=True, other=True,
@@ -83,7 +83,7 @@ def test_layers_not_to_freeze_stay_trainable(tiny_model):
 
 
 def test_freezing_everything_is_an_error(tiny_model):
-    from synthtune.model.training import apply_freezing
+    from synthtune.model.methods import apply_freezing
 
     with pytest.raises(ParamsError, match="freezes every parameter"):
         apply_freezing(copy.deepcopy(tiny_model),
@@ -121,7 +121,7 @@ def test_qlora_loads_linear_layers_in_4bit_and_trains(rows, base_dir, tmp_path):
         pytest.skip("bitsandbytes is not installed")
     from bitsandbytes.nn import Linear4bit
 
-    from synthtune.model.training import prepare_model
+    from synthtune.model.methods import prepare_model
 
     train = params(method="qlora")
     model, _, peft_config = prepare_model(base_dir, ModelParams(), train)
@@ -137,7 +137,7 @@ def test_qlora_loads_linear_layers_in_4bit_and_trains(rows, base_dir, tmp_path):
 def test_qlora_without_bitsandbytes_is_one_clear_error(base_dir, monkeypatch):
     import synthtune.model.base_model
     from synthtune.core.errors import UserError
-    from synthtune.model.training import prepare_model
+    from synthtune.model.methods import prepare_model
 
     monkeypatch.setattr(synthtune.model.base_model, "bitsandbytes_available", lambda: False)
     with pytest.raises(UserError, match="qlora needs bitsandbytes"):
@@ -271,6 +271,17 @@ def test_launch_command(monkeypatch):
         launch_command(params(launcher="accelerate", accelerate_config="nope.yaml"), [])
 
 
+def test_model_modules_import_no_heavy_library():
+    """Stages import synthtune.model at start-up (`--help` included): torch, TRL and PEFT load inside functions."""
+    code = ("import sys\n"
+            "import synthtune.model.base_model, synthtune.model.formats, synthtune.model.training\n"
+            "from synthtune.model.training import launch_command, train_sft\n"
+            "print(sorted(m for m in ('torch', 'trl', 'peft', 'transformers', 'sklearn', 'dvclive') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_accelerate_configs_parse():
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -279,6 +290,7 @@ def test_accelerate_configs_parse():
     assert [str(k).split(".")[-1] for k in kinds.values()] == ["MULTI_GPU", "FSDP", "DEEPSPEED"]
 
 
+@pytest.mark.slow   # two processes through accelerate: `make test` runs it, `make test-fast` skips it
 def test_train_stage_runs_two_process_ddp_through_accelerate(rows, base_dir, tmp_path):
     formatted = tmp_path / "formatted"
     formatted.mkdir()
