@@ -6,8 +6,10 @@ import pytest
 import yaml
 
 from synthtune.core.errors import InputError
-from synthtune.evaluate.scorecard import (bucket_labels, macro_f1, majority_predictions, references, score_turns, slot_counts,
-                         slot_units)
+from synthtune.core.config import load_params
+from synthtune.evaluate.metrics import METRICS, MetricContext, register_metric
+from synthtune.evaluate.metrics.dialogue_state import macro_f1, slot_counts, slot_units
+from synthtune.evaluate.scorecard import bucket_labels, build_scorecard, majority_predictions, references, score_turns
 from synthtune.model.formats import annotation_line, to_chat
 from synthtune.evaluate.metrics.text import cosine_scores, load_metric, text_metrics
 
@@ -125,6 +127,54 @@ def test_sources_are_sliced_and_unannotated_chat_is_scored_as_replies(dialogues)
     s = score_turns(refs, preds, {t["intent"] for t in refs.values() if t["intent"]}, "p")
     assert s["turns@faq"] == 1 and s["bleu@faq"] > 99 and "intent_accuracy@faq" not in s
     assert s["turns@recipe_tod"] == len(tod["gold"]) and s["intent_accuracy@recipe_tod"] == 1.0
+
+
+# --- the METRICS registry ----------------------------------------------------------------------------
+
+def test_registry_order_is_the_scorecard_key_order():
+    assert list(METRICS) == ["dialogue_state", "text", "cosine", "perplexity", "api_match"]
+    assert [m.scope for m in METRICS.values()] == ["turns", "turns", "turns", "model", "model"]
+    with pytest.raises(ValueError, match="registered twice"):
+        register_metric("text")(lambda ctx: {})
+
+
+@pytest.fixture
+def small_run(tmp_path, root, dialogues):
+    test = [to_chat(d) for d in dialogues[:3]]
+    refs = references(test)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "tuned.jsonl").write_text("".join(
+        json.dumps({"id": k, "output": annotation_line(t) + "\n" + t["reply"]}) + "\n" for k, t in refs.items()))
+    params = load_params(root / "params.yaml")
+    return lambda: build_scorecard(test, [to_chat(d) for d in dialogues[3:8]], pred, root / "data/seeds/graphs",
+                                   root / "data/seeds/api", [], params)
+
+
+def test_a_registered_metric_appears_in_the_scorecard(small_run):
+    seen = []
+
+    @register_metric("throwaway_turns", sliced=("throwaway_replies",))
+    def throwaway(ctx: MetricContext) -> dict:
+        return {"throwaway_replies": len(ctx.turns), "throwaway_unsliced": 1}
+
+    @register_metric("throwaway_model", scope="model")
+    def throwaway_model(ctx: MetricContext) -> dict:
+        seen.append(ctx.model)
+        return {"throwaway_model": len(ctx.turns.refs)}
+
+    try:
+        card, cosines, _ = small_run()
+    finally:
+        del METRICS["throwaway_turns"], METRICS["throwaway_model"]
+    assert sorted(seen) == sorted(card) == ["majority", "tuned"]
+    tuned = card["tuned"]
+    assert tuned["throwaway_replies"] == tuned["turns"] == tuned["throwaway_model"] == len(cosines["tuned"])
+    assert tuned["throwaway_replies@t1"] == tuned["turns@t1"] and "throwaway_unsliced@t1" not in tuned
+    keys = list(tuned)
+    assert keys.index("cosine_median") < keys.index("throwaway_replies") < keys.index("turns@t1")
+    assert keys[-1] == "throwaway_model"
+    assert "throwaway_replies" not in small_run()[0]["tuned"]          # unregistered: gone again
 
 
 # --- predict -> score, end to end on a tiny model --------------------------------------------------

@@ -28,6 +28,9 @@ documented units of the references; `api_match_f1`; `api_invented_rate` = extrac
 the documents / extracted (1 - precision when anything is extracted); `api_answers_with_invented`
 = share of answers with at least one invented unit; `api_calls_per_answer`. With nothing
 extracted, precision is 0.0 (and `api_calls_per_answer` says why).
+
+Registered as the `api_match` metric of a model whose answers to the API prompts the predict stage
+wrote (predictions/api/<model>.jsonl); absent otherwise.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthtune.core.errors import InputError
+from synthtune.core.io import read_jsonl
+from synthtune.evaluate.metrics.registry import MetricContext, register_metric
 
 NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 LUA_KEYWORDS = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
@@ -177,3 +182,13 @@ def score_api_predictions(api: ApiIndex, prompts: Sequence[dict], predictions: S
                          f"({len(set(refs) - set(outputs))} missing, {len(set(outputs) - set(refs))} unknown)")
     ids = sorted(refs)
     return api_match([outputs[i] for i in ids], [refs[i] for i in ids], api)
+
+
+@register_metric("api_match", scope="model")
+def api_match_metric(ctx: MetricContext) -> dict:
+    if ctx.predictions_dir is None or ctx.api is None:
+        return {}
+    api_file = ctx.predictions_dir / "api" / f"{ctx.model}.jsonl"
+    if not api_file.is_file():
+        return {}
+    return score_api_predictions(ctx.api, ctx.api_prompts, read_jsonl(api_file, allow_empty=True), str(api_file))

@@ -1,22 +1,29 @@
-"""Text metrics through local `evaluate` modules (lib/metric_modules, loaded by path: never the hub).
+"""Reply metrics through local `evaluate` modules (synthtune/evaluate/metric_modules, loaded by
+path: never the hub).
 
 Scales: `bleu`, `chrf`, `rouge_1`, `rouge_2`, `rouge_l` 0-100 (sacrebleu's); `exact_match` and
-`cosine` 0-1. Stages that call this list `lib/metric_modules` in their dvc.yaml deps.
+`cosine` 0-1. Registered metrics (every scored turn, against the gold reply):
+* `text`: bleu, chrf, rouge_1/2/l, exact_match (`bleu` and `rouge_l` per slice);
+* `cosine`: mean `cosine` and `cosine_median` of the per-turn reply cosines, computed once per
+  model (TF-IDF fitted on all its gold replies, or `score.embedder`) and averaged per slice too.
+The RAG benchmark uses `cosine_scores` directly.
 """
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from synthtune.core.errors import ParamsError
+from synthtune.evaluate.metrics.registry import MetricContext, Turns, register_metric
 
 METRIC_MODULES = Path(__file__).resolve().parents[1] / "metric_modules"
 
 
 @lru_cache(maxsize=None)
 def load_metric(name: str):
-    """A local evaluate module by path (lib/metric_modules/<name>/<name>.py)."""
+    """A local evaluate module by path (synthtune/evaluate/metric_modules/<name>/<name>.py)."""
     import evaluate
 
     return evaluate.load(str(METRIC_MODULES / name), keep_in_memory=True)
@@ -42,3 +49,24 @@ def cosine_scores(hypotheses: Sequence[str], refs: Sequence[str], embedder: str 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParamsError(f"params.yaml: embedder {embedder!r} cannot be loaded ({first})") from None
     return result["scores"]
+
+
+@register_metric("text", sliced=("bleu", "rouge_l"))
+def text(ctx: MetricContext) -> dict:
+    turns = ctx.turns
+    if not len(turns):
+        return {}
+    return text_metrics([p[2] for p in turns.parsed], [ref["reply"] for ref in turns.refs])
+
+
+def reply_cosines(turns: Turns, embedder: str) -> list[float]:
+    replies = [ref["reply"] for ref in turns.refs]
+    return cosine_scores([p[2] for p in turns.parsed], replies, embedder, corpus=replies)
+
+
+@register_metric("cosine", sliced=("cosine",))
+def cosine(ctx: MetricContext) -> dict:
+    if not len(ctx.turns):
+        return {}
+    sims = ctx.turns.column("cosine", lambda whole: reply_cosines(whole, ctx.embedder))
+    return {"cosine": round(sum(sims) / len(sims), 4), "cosine_median": round(statistics.median(sims), 4)}

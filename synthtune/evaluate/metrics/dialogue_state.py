@@ -1,0 +1,97 @@
+"""Dialogue-state metrics: intent accuracy / macro F1 / micro P-R-F1 and token-level slot P-R-F1.
+
+Over the turns with a gold intent (a QA or instruction turn has none and is scored as a reply only):
+
+* `intent_accuracy`; `intent_macro_f1` (mean F1 over the gold classes); `intent_micro_precision`
+  = correct / turns with a parsed intent, `intent_micro_recall` = correct / turns,
+  `intent_micro_f1`; `unparsed_rate` (no annotation line could be read); `out_of_graph_rate`
+  (a parsed intent no state graph has: counted wrong, never mapped to a near one).
+* slots: every slot `key=value` pair is a unit, a list value gives one unit per element; values
+  compare normalized (strings lowercased, whitespace collapsed, stripped; numbers exactly:
+  3 == 3.0 == "3", 3 != 3.5); a turn contributes |pred ∩ gold| (as multisets) true positives;
+  `slot_precision` / `slot_recall` / `slot_f1` are summed over turns (micro). An unparsed
+  prediction has no slots.
+
+`intent_accuracy` and `slot_f1` are also reported per slice.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from synthtune.evaluate.metrics.registry import MetricContext, register_metric
+
+
+def macro_f1(gold: list[str], predicted: list[str | None]) -> float:
+    """Macro F1 over the gold intent classes (a predicted unknown/None intent is wrong for every class)."""
+    classes = sorted(set(gold))
+    total = 0.0
+    for label in classes:
+        tp = sum(g == label and p == label for g, p in zip(gold, predicted))
+        fp = sum(g != label and p == label for g, p in zip(gold, predicted))
+        fn = sum(g == label and p != label for g, p in zip(gold, predicted))
+        total += 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return total / len(classes) if classes else 0.0
+
+
+def prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def _norm_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return repr(float(value))
+    text = re.sub(r"\s+", " ", str(value)).strip().lower()
+    try:
+        number = float(text)
+        return repr(number) if math.isfinite(number) else text
+    except ValueError:
+        return text
+
+
+def slot_units(slots: dict | None) -> Counter:
+    """The slot units of one annotation: key=value pairs, one per element of a list value."""
+    units: Counter = Counter()
+    for key, value in (slots or {}).items():
+        key = str(key).strip().lower()
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if item is None or (isinstance(item, str) and not item.strip()):
+                continue
+            units[(key, _norm_value(item))] += 1
+    return units
+
+
+def slot_counts(gold: dict | None, predicted: dict | None) -> tuple[int, int, int]:
+    """(true positives, predicted units, gold units) of one turn."""
+    g, p = slot_units(gold), slot_units(predicted)
+    return sum((g & p).values()), sum(p.values()), sum(g.values())
+
+
+@register_metric("dialogue_state", sliced=("intent_accuracy", "slot_f1"))
+def dialogue_state(ctx: MetricContext) -> dict:
+    rows = [(ref, p) for ref, p in zip(ctx.turns.refs, ctx.turns.parsed) if ref.get("intent") is not None]
+    if not rows:
+        return {}
+    gold = [ref["intent"] for ref, _ in rows]
+    pred = [p[0] for _, p in rows]
+    correct = sum(g == p for g, p in zip(gold, pred))
+    n_parsed = sum(p is not None for p in pred)
+    mp, mr, mf = prf(correct, n_parsed, len(gold))
+    slot_tp = slot_pred = slot_gold = 0
+    for ref, (intent, slots, _) in rows:
+        tp, np_, ng = slot_counts(ref.get("slots"), slots if intent is not None else {})
+        slot_tp, slot_pred, slot_gold = slot_tp + tp, slot_pred + np_, slot_gold + ng
+    sp, sr, sf = prf(slot_tp, slot_pred, slot_gold)
+    return {
+        "intent_accuracy": round(correct / len(gold), 4), "intent_macro_f1": round(macro_f1(gold, pred), 4),
+        "intent_micro_precision": round(mp, 4), "intent_micro_recall": round(mr, 4),
+        "intent_micro_f1": round(mf, 4),
+        "unparsed_rate": round(1 - n_parsed / len(gold), 4),
+        "out_of_graph_rate": round(sum(p is not None and p not in ctx.known_intents for p in pred) / len(gold), 4),
+        "slot_precision": round(sp, 4), "slot_recall": round(sr, 4), "slot_f1": round(sf, 4),
+    }
