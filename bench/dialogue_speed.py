@@ -12,18 +12,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from synthtune.generate.dialogue.recipe import generate_dialogues, load_catalog, load_graph  # noqa: E402
-from synthtune.generate.dialogue.ecommerce import generate_shop_dialogues, load_products  # noqa: E402
+from synthtune.generate.dialogue import get_domain, load_graph  # noqa: E402
 
 N = 2000
 TARGET_S = 20.0
 
 
-def timed(load, generate, catalog, domain) -> dict:
+def timed(domain: str, catalog: str) -> dict:
     start = time.perf_counter()
-    dialogues = generate(load(ROOT / "data" / "seeds" / catalog),
-                         load_graph(ROOT / "data" / "seeds" / "graphs" / f"{domain}.json"),
-                         n=N, seed=42, max_turns=12)
+    simulator = get_domain(domain)
+    dialogues = simulator.generate(simulator.load_catalog(ROOT / "data" / "seeds" / catalog),
+                                   load_graph(ROOT / "data" / "seeds" / "graphs" / f"{domain}.json"),
+                                   n=N, seed=42, max_turns=12)
     seconds = time.perf_counter() - start
     turns = sum(len(d["messages"]) for d in dialogues)
     return {"dialogues": len(dialogues), "turns": turns, "seconds": round(seconds, 2),
@@ -34,8 +34,7 @@ def timed(load, generate, catalog, domain) -> dict:
 def main() -> None:
     import bm25s  # noqa: F401  (import cost is not generation cost)
 
-    results = {"recipe": timed(load_catalog, generate_dialogues, "recipes.json", "recipe"),
-               "ecommerce": timed(load_products, generate_shop_dialogues, "products.json", "ecommerce")}
+    results = {"recipe": timed("recipe", "recipes.json"), "ecommerce": timed("ecommerce", "products.json")}
     out = ROOT / "bench" / "results" / "dialogue_speed.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     for domain, r in results.items():

@@ -1,6 +1,6 @@
 """Bench: batched greedy generation vs one prompt at a time, same model, same prompts, one run.
 
-Both sides call synthtune.evaluate.predict.generate (length-sorted, left-padded batches), the code predict runs.
+Both sides call synthtune.llm.backends.hf.generate (length-sorted, left-padded batches), the code predict runs.
 
 Uses models/base when `dvc repro` has built it, else a freshly built tiny model of the default
 shape (untrained: the cost of generation does not depend on the weights' values, only
@@ -33,8 +33,8 @@ def load_model():
 
 
 def timed_generate(model, tokenizer, prompts, batch_size):
-    """Tokens per second of synthtune.evaluate.predict.generate (the predict code path), end token disabled."""
-    from synthtune.evaluate.predict import generate
+    """Tokens per second of synthtune.llm.backends.hf.generate (the predict code path), end token disabled."""
+    from synthtune.llm.backends.hf import generate
 
     started = time.perf_counter()
     generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)

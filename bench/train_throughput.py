@@ -89,7 +89,8 @@ def run_plain(base, params, train, batches):
     import torch
     from transformers import Trainer, get_scheduler, set_seed
 
-    from synthtune.model.training import prepare_model, sft_config
+    from synthtune.model.methods import prepare_model
+    from synthtune.model.training import sft_config
 
     set_seed(params.seed)
     model, _, peft_config = prepare_model(base, params.model, train)
