@@ -111,6 +111,31 @@ def test_package_has_no_import_cycles():
             visit(node, [node])
 
 
+# which phase packages each one may import (docs/architecture.md, "Shape"): the client layer (llm)
+# and text never reach up into training or evaluation, so a judge or a teacher can use them alone.
+LAYERS = {
+    "core": set(),
+    "llm": {"core"},
+    "text": {"core", "llm"},
+    "model": {"core"},
+    "curate": {"core", "text"},
+    "generate": {"core", "llm", "text", "curate"},   # curate: the no-graph ablation asks split_of
+    "evaluate": {"core", "llm", "text", "generate", "model"},
+}
+
+
+def test_phase_packages_import_only_the_layers_below():
+    wrong = set()
+    for phase, allowed in LAYERS.items():
+        for path in (ROOT / PACKAGE / phase).rglob("*.py"):
+            for dep in package_imports(path):
+                other = dep.relative_to(ROOT / PACKAGE).parts[0]
+                if other != phase and other in LAYERS and other not in allowed:
+                    wrong.add(f"{path.relative_to(ROOT)} imports {dep.relative_to(ROOT)}")
+    assert not wrong, sorted(wrong)
+    assert set(LAYERS) == {p.name for p in (ROOT / PACKAGE).iterdir() if (p / "__init__.py").exists()}
+
+
 def test_no_package_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / PACKAGE).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 420}

@@ -68,8 +68,9 @@ def open_backend(spec: ModelSpec, base_dir: Path, backend: str, *, trust_remote_
         yield OpenAIBackend(spec.name, spec.endpoint, seed)
     elif backend == "vllm":
         from synthtune.llm.backends.vllm import VLLMBackend
+        from synthtune.model.base_model import model_source
 
-        yield VLLMBackend(base_dir, spec.adapter, seed, trust_remote_code)
+        yield VLLMBackend(*model_source(base_dir), spec.adapter, seed, trust_remote_code)
     else:
         from synthtune.model.base_model import load_base, load_tuned
 

@@ -155,7 +155,8 @@ def resolve_hub_model(out_dir: Path, model: ModelParams) -> dict:
     return {"revision": info.sha}
 
 
-def _source(base_dir: Path) -> tuple[str, dict]:
+def model_source(base_dir: Path) -> tuple[str, dict]:
+    """What `from_pretrained` loads for a base_model output: its own folder (tiny) or the pinned hub model."""
     manifest = json.loads((Path(base_dir) / MANIFEST).read_text())
     if manifest["name"] == "tiny":
         return str(base_dir), {}
@@ -203,7 +204,7 @@ def quantization_config(qlora: QloraParams):
 def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    source, kwargs = _source(base_dir)
+    source, kwargs = model_source(base_dir)
     tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, trust_remote_code=trust_remote_code, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -217,7 +218,7 @@ def load_base(base_dir: Path, trust_remote_code: bool = False, qlora: QloraParam
     """
     from transformers import AutoModelForCausalLM
 
-    source, kwargs = _source(base_dir)
+    source, kwargs = model_source(base_dir)
     if qlora is not None:
         kwargs["quantization_config"] = quantization_config(qlora)
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, source,

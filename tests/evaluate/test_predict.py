@@ -125,7 +125,7 @@ def test_vllm_backend_missing_is_one_clear_line(tmp_path):
     from synthtune.llm.backends.vllm import VLLMBackend
 
     with pytest.raises(UserError, match="predict.backend is vllm but vllm is not installed") as err:
-        VLLMBackend(tmp_path, None, 0, False)
+        VLLMBackend(str(tmp_path), {}, None, 0, False)
     assert "\n" not in str(err.value)
 
 

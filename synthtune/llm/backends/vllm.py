@@ -13,16 +13,16 @@ from synthtune.llm.requests import cut_at_stop
 class VLLMBackend:
     """vLLM offline inference; a LoRA adapter is served on top of its base through LoRARequest."""
 
-    def __init__(self, base_dir: Path, adapter: Path | None, seed: int, trust_remote_code: bool):
+    def __init__(self, source: str, source_kwargs: dict, adapter: Path | None, seed: int, trust_remote_code: bool):
+        """`source`/`source_kwargs`: what `from_pretrained` of the base takes (a folder, or a hub id with
+        its pinned revision), as `synthtune.model.base_model.model_source` resolves it."""
         try:
             import vllm
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise UserError("params.yaml: predict.backend is vllm but vllm is not installed "
                             "(pip install -r requirements-gpu.txt on a CUDA machine, or use backend: hf)") from None
-        from synthtune.model.base_model import _source
-
-        source, kwargs = _source(base_dir)
+        kwargs = dict(source_kwargs)
         lora = adapter is not None and (Path(adapter) / "adapter_config.json").exists()
         if adapter is not None and not lora:      # full fine-tune: its own weights
             source, kwargs = str(adapter), {}
