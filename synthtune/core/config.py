@@ -8,20 +8,22 @@ as a string) and booleans as booleans.
 Defaults: params.yaml is the source of truth. Every field default here equals the value the
 shipped params.yaml gives it (tests/core/test_config.py checks it key by key), so code and tests
 that build a section without naming every key get what a run of params.yaml would use; keys
-params.yaml leaves unset (a source's `domain`, `teacher`, `mapping`, `options`) keep their documented
-defaults. Change a default in params.yaml and here together.
+params.yaml leaves unset (a source's `domain`, `teacher`, `mapping`, `options`,
+`allow_outside_repo`) keep their documented defaults. Change a default in params.yaml and here together.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from synthtune.core.errors import ParamsError
+from synthtune.core.params_yaml import keys_error, keys_message, read_params_yaml
 
 
 class Section(BaseModel):
@@ -143,6 +145,9 @@ class LoaderSourceParams(SourceParams):
     kind: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     mapping: dict[str, str] = Field(default_factory=dict)     # field renames, e.g. {instruction: prompt}
     options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)   # e.g. {lang: en}
+    # A `path` (or hf `data_files`) outside the repository is refused unless this is true: a typo'd
+    # `../..` would otherwise read (and DVC track) any file the user can read, e.g. ~/.ssh or /etc.
+    allow_outside_repo: bool = False
 
     @property
     def teacher(self) -> None:
@@ -182,6 +187,15 @@ AnySource = Annotated[
 class PrepareParams(Section):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _train_is_left(self):
+        # each fraction alone is below 1, but together they can take every group from train
+        if self.val_fraction + self.test_fraction >= 1:
+            raise keys_error("fraction_sum", "must sum to less than 1, or nothing is left to train on (got {got})",
+                             ("val_fraction", "test_fraction"), join=" + ",
+                             got=f"{self.val_fraction!r} + {self.test_fraction!r}")
+        return self
 
 
 class SelectParams(Section):
@@ -302,6 +316,12 @@ class ScoreParams(Section):
     confusion_model: str = "tuned"          # whose intents go to the confusion plot
 
 
+class ApiParams(Section):
+    """The API-match inputs; dvc.yaml passes them to predict and score (synthtune/evaluate/metrics/api_match.py)."""
+    docs: str = "data/seeds/api"                   # a JSON API document or a folder of them
+    prompts: str = "data/seeds/api_prompts.jsonl"  # .jsonl or .csv with a "prompt" column
+
+
 class RagParams(Section):
     chunk_tokens: int = Field(96, ge=8)
     chunk_overlap: int = Field(24, ge=0)
@@ -320,29 +340,31 @@ class RagParams(Section):
                                 no_repeat_ngram_size=self.no_repeat_ngram_size)
 
 
+SOURCE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+def _source_name(name: str) -> str:
+    # a source name becomes the stage generate@<name>, a word of its dvc.yaml cmd and data/raw/<name>.jsonl:
+    # a space splits the cmd (an argparse usage dump), a leading '-' reads as an option, '/' makes a folder
+    if not re.fullmatch(SOURCE_NAME, name):
+        raise PydanticCustomError("source_name", "a source name may hold only letters, digits, '_', '.' and '-', "
+                                  "and may not start with '.' or '-' (it names the stage generate@<name> and its files)")
+    return name
+
+
 class Params(Section):
     seed: int = 42
     model: ModelParams = ModelParams()
-    sources: dict[str, AnySource]
+    sources: dict[Annotated[str, AfterValidator(_source_name)], AnySource]
     teacher: TeacherParams = TeacherParams()
     prepare: PrepareParams = PrepareParams()
     select: SelectParams = SelectParams()
     format: FormatParams = FormatParams()
     train: TrainParams = TrainParams()
     predict: PredictParams = PredictParams()
+    api: ApiParams = ApiParams()
     score: ScoreParams = ScoreParams()
     rag: RagParams = RagParams()
-
-
-def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map each key path of a YAML mapping to its 1-based line, for error messages."""
-    lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = prefix + (key_node.value,)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path))
-    return lines
 
 
 def _describe(error: dict, data: dict, loc: tuple) -> str:
@@ -355,6 +377,8 @@ def _describe(error: dict, data: dict, loc: tuple) -> str:
         return "unknown key"
     if error["type"] == "missing":
         return "required key is missing"
+    if "keys" in (error.get("ctx") or {}):   # keys_error: its message says what it got
+        return error["msg"]
     return f"{error['msg']} (got {error['input']!r})"
 
 
@@ -370,12 +394,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    data, lines = read_params_yaml(path, path.read_text(encoding="utf-8"))   # refuses duplicate keys
+    data = data or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections")
     try:
@@ -383,6 +403,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = _key_path(first["loc"])
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        if "keys" in (first.get("ctx") or {}):   # a model validator's keys_error: name its keys
+            raise ParamsError(keys_message(path, lines, loc, first["ctx"], _describe(first, data, loc)) + more) from None
         # Union types add the member type to loc (e.g. "str"); keep the longest real key path,
         # and name a missing key under the entry that lacks it (the entry's line).
         missing = loc[-1:] if first["type"] == "missing" and len(loc) > 1 else ()
@@ -390,5 +413,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         while loc and loc not in lines and len(loc) > 1:
             loc = loc[:-1]
         where = f"{path}:{lines[loc]}" if loc in lines else str(path)
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ParamsError(f"{where}: {'.'.join(loc + missing)}: {_describe(first, data, loc)}{more}") from None
+

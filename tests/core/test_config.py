@@ -126,7 +126,7 @@ def test_key_of_another_kind_is_named_with_its_line(tmp_path, root):
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value) == (f"{path}:{_line(lines, 'n_dialogues: 5')}: sources.mine.n_dialogues: unknown key "
-                              "for a 'csv' source (allowed: domain, kind, mapping, options, path)")
+                              "for a 'csv' source (allowed: allow_outside_repo, domain, kind, mapping, options, path)")
 
 
 def test_docqa_key_on_a_dialogue_source(tmp_path, root):
@@ -171,3 +171,80 @@ def test_missing_source_key_is_named(tmp_path, root):
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value) == f"{path}:{_line(lines, '  mine:')}: sources.mine.path: required key is missing"
+
+
+# ---------------------------------------------------------------- rules over several keys, duplicates, names
+
+def test_val_and_test_fractions_must_leave_a_train_split(tmp_path, root):
+    path, lines = _write(tmp_path, root, "  val_fraction: 0.1", "  val_fraction: 0.6")
+    path.write_text(path.read_text().replace("  test_fraction: 0.1", "  test_fraction: 0.4", 1))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == (f"{path}:{_line(lines, 'val_fraction:')}: prepare.val_fraction + prepare.test_fraction "
+                              f"(line {_line(lines, 'test_fraction:')}): must sum to less than 1, or nothing is left "
+                              "to train on (got 0.6 + 0.4)")
+    path.write_text(path.read_text().replace("  test_fraction: 0.4", "  test_fraction: 0.3", 1))
+    assert load_params(path).prepare.test_fraction == 0.3      # 0.9 leaves a train split
+
+
+def test_a_fraction_left_to_its_default_is_named_without_a_line(tmp_path, root):
+    from synthtune.core.config import PrepareParams
+
+    path, lines = _write(tmp_path, root, "  val_fraction: 0.1", "  val_fraction: 0.95")
+    path.write_text(path.read_text().replace("  test_fraction: 0.1\n", "", 1))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == (f"{path}:{_line(lines, 'val_fraction:')}: prepare.val_fraction + prepare.test_fraction: "
+                              "must sum to less than 1, or nothing is left to train on (got 0.95 + 0.1)")
+    with pytest.raises(ValueError, match="must sum to less than 1"):
+        PrepareParams(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_keys_error_names_the_missing_key_of_a_model_validator(tmp_path):
+    """What a model validator raises with keys_error names its key, not just the section (loc is the section)."""
+    from synthtune.core.params_yaml import keys_error, keys_message, read_params_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("sources:\n  z:\n    kind: hf\n")
+    _, lines = read_params_yaml(path, path.read_text())
+    error = keys_error("missing", "required key is missing", ("path",))
+    assert keys_message(path, lines, ("sources", "z"), error.context, "required key is missing") == \
+        f"{path}:2: sources.z.path: required key is missing"
+
+
+@pytest.mark.parametrize("old,new,key,where", [
+    ("  lr: 2.0e-3", "  lr: 2.0e-3\n  lr: 1.0e-3", "lr", "in train"),
+    ("    max_turns: 12", "    max_turns: 12\n    max_turns: 6", "max_turns", "in sources.recipe_tod"),
+    ("seed: 42", "seed: 42\nseed: 7", "seed", "at the top level")])
+def test_duplicate_key_is_named_with_both_lines(tmp_path, root, old, new, key, where):
+    path, lines = _write(tmp_path, root, old, new)
+    first, second = [i for i, text in enumerate(lines, 1) if text.startswith(new.splitlines()[1].split(":")[0] + ":")][:2]
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}:{second}: duplicate key {key!r} {where} (first at line {first})"
+
+
+def test_yaml_merge_keys_are_no_duplicates(tmp_path, root):
+    from synthtune.core.params_yaml import read_params_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("base: &b {lr: 1, epochs: 2}\ntrain:\n  <<: *b\n  lr: 3\n")
+    data, lines = read_params_yaml(path, path.read_text())
+    assert data["train"] == {"lr": 3, "epochs": 2} and lines[("train", "lr")] == 4
+
+
+@pytest.mark.parametrize("name", ["my source", "-x", ".hidden", "a/b", "a:b", "é"])
+def test_source_name_must_be_a_plain_word(tmp_path, root, name):
+    path, lines = _add_source(tmp_path, root, "    kind: csv\n    path: x.csv\n")
+    path.write_text(path.read_text().replace("  mine:\n", f"  {name!r}:\n" if ":" in name else f"  {name}:\n", 1))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == (
+        f"{path}:{_line(lines, '  mine:')}: sources.{name}: a source name may hold only letters, digits, '_', '.' "
+        f"and '-', and may not start with '.' or '-' (it names the stage generate@<name> and its files) (got {name!r})")
+
+
+def test_source_names_with_dots_dashes_and_digits_load(tmp_path, root):
+    path, _ = _add_source(tmp_path, root, "    kind: csv\n    path: x.csv\n")
+    path.write_text(path.read_text().replace("  mine:\n", "  2024_v1.2-de:\n", 1))
+    assert "2024_v1.2-de" in load_params(path).sources
