@@ -273,3 +273,70 @@ def test_format_stage_writes_rows_manifest_plot_and_metrics(tmp_path, root, dial
     assert read_json(tmp_path / "out" / "format.json")["template"] == "qa"
     assert read_json(tmp_path / "metrics.json")["train_examples"] == len(rows)
     assert (tmp_path / "plots" / "lengths.csv").read_text().startswith("tokens,train,val,test\n")
+
+
+# ---------------------------------------------------------------- huge rows: known too long by characters
+
+class CountingTokenizer:
+    """The tiny tokenizer, recording how many characters each tokenizing call was handed."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.sizes = tokenizer, []
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, *args, text=None, **kwargs):
+        self.sizes.append(len(text))
+        return self.tokenizer(*args, text=text, **kwargs)
+
+    def apply_chat_template(self, messages, tokenize=True, **kwargs):
+        if tokenize:
+            self.sizes.append(sum(len(m["content"]) for m in messages))
+        return self.tokenizer.apply_chat_template(messages, tokenize=tokenize, **kwargs)
+
+
+BIG = "Leeks grow slowly in cold soil. " * 32_000   # ~1 MB, ~790k word characters
+
+
+@pytest.mark.parametrize("template,overflow,outcome", [
+    ("chat", "truncate_turns", "truncated"), ("chat", "drop", "dropped_too_long"),
+    ("qa", "truncate_turns", "dropped_too_long"), ("syntod", "drop", "dropped_too_long"),
+    ("text", "truncate_turns", "truncated"), ("text", "drop", "dropped_too_long")])
+def test_a_huge_row_is_dropped_or_cut_without_tokenizing_it_whole(template, overflow, outcome, tiny_tokenizer):
+    """A 1 MB last reply (or raw text) is handled reading a bounded part of it, and counted as before."""
+    huge_reply = {**ONE, "id": "big", "messages": ONE["messages"][:3] + [{"role": "assistant", "content": BIG}]}
+    huge_text = {**RAW, "text": BIG}
+    counting = CountingTokenizer(tiny_tokenizer)
+    params = FormatParams(template=template, max_length=256, overflow=overflow)
+    rows, counts = format_split([huge_text if template == "text" else huge_reply], counting, params)
+    assert counts[outcome] == 1
+    assert max(counting.sizes, default=0) < 100_000, "the huge row was tokenized whole"
+    for row in rows:   # what is kept fits, the huge turn is not in it (chat) or cut (text)
+        assert BIG not in json.dumps(row)
+        if template == "text":
+            assert row["text"].startswith("Leeks grow slowly") and len(tiny_tokenizer(text=row["text"])["input_ids"]) <= 256
+
+
+def test_the_character_bound_never_changes_a_result(tiny_tokenizer, monkeypatch):
+    """Rows around and past the bound come out exactly as fully tokenizing them gives (the bound is safe)."""
+    from synthtune.model.formats import length_fit
+
+    max_length = 40
+    limit = length_fit.char_limit(tiny_tokenizer, max_length)
+    assert limit == max_length * 13 * 4            # <|assistant|> is the tiny vocabulary's longest entry
+    unit = "Leeks grow slowly. "
+    sizes = [limit // 20, limit // 12, limit // 10, limit // 4, limit // 2]   # repeats: < and > the bound
+    records = [{**RAW, "id": f"t{n}", "text": unit * n} for n in sizes]
+    records += [{**ONE, "id": f"c{n}", "messages": ONE["messages"][:3] + [{"role": "assistant", "content": unit * n}]}
+                for n in sizes]
+    assert any(length_fit.cannot_fit(r.get("text") or r["messages"][-1]["content"], tiny_tokenizer, max_length)
+               for r in records)
+    results = {}
+    for bounded in (True, False):
+        if not bounded:   # no vocabulary bound: every row is tokenized whole, as before
+            monkeypatch.setattr(length_fit, "max_token_chars", lambda tokenizer: None)
+        results[bounded] = [format_split(records, tiny_tokenizer, FormatParams(template=t, max_length=max_length,
+                                                                               overflow=o))
+                            for t in ("chat", "qa", "text") for o in ("drop", "truncate_turns")]
+    assert results[True] == results[False]

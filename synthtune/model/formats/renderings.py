@@ -21,7 +21,7 @@ from synthtune.core.errors import ParamsError
 from synthtune.model.formats.few_shot import ShotIndex, chat_with_shots, with_shots
 from synthtune.model.formats.layouts import (Layout, render_alpaca, render_qa, render_seq2seq, render_syntod,
                                              turn_specs)
-from synthtune.model.formats.length_fit import fit_length, fit_spec, fit_text
+from synthtune.model.formats.length_fit import cannot_fit, chat_cannot_fit, fit_length, fit_spec, fit_text
 from synthtune.model.formats.prompts import first_prompt_length, text_ids, token_length, with_eos
 
 
@@ -76,10 +76,16 @@ def rendering_for(name: str) -> Rendering:
 
 def chat_rows(example: dict, record: dict, state: SplitState) -> list[dict]:
     tokenizer, params, counts = state.tokenizer, state.params, state.counts
-    if (first := first_prompt_length(example, tokenizer)) is not None:
-        state.prompts.append(first)
+    # a row known too long by its characters (length_fit.cannot_fit) is never tokenized whole: a first
+    # prompt that long goes unmeasured (the shortest-prompt check is about prompts a larger max_length
+    # would fit), and the row takes no shots (they are taken out again when it does not fit)
+    huge = chat_cannot_fit(tokenizer, example["messages"], params.max_length)
+    first_reply = next((i for i, m in enumerate(example["messages"]) if m["role"] == "assistant"), 0)
+    if not chat_cannot_fit(tokenizer, example["messages"][:first_reply], params.max_length, add_generation_prompt=True):
+        if (first := first_prompt_length(example, tokenizer)) is not None:
+            state.prompts.append(first)
     candidate = example
-    if state.shots_on:
+    if state.shots_on and not huge:
         query = " ".join(m["content"] for m in example["messages"] if m["role"] == "user")
         shots = state.shot_index.nearest(example["source"], example["group"], query, params.few_shot_k)
         candidate = chat_with_shots(example, shots, tokenizer, params.few_shot_budget)
@@ -104,9 +110,13 @@ def prompt_completion_rows(layout: Layout, example: dict, record: dict, state: S
     header = state.intents.get(example["source"], ())
     for index, spec in turn_specs(example, context if isinstance(context, str) else None, header):
         bare_prompt = layout(spec)[0]
-        bare_ids = text_ids(tokenizer, bare_prompt)
-        state.prompts.append(len(bare_ids))
-        if state.shots_on:
+        # a prompt known too long by its characters is never tokenized whole: it goes unmeasured (as in
+        # chat_rows), and takes no shots (fit_spec would take them all out before any history turn)
+        huge = cannot_fit(bare_prompt, tokenizer, params.max_length)
+        bare_ids = None if huge else text_ids(tokenizer, bare_prompt)
+        if bare_ids is not None:
+            state.prompts.append(len(bare_ids))
+        if state.shots_on and not huge:
             shots = state.shot_index.nearest(example["source"], example["group"], spec.target.user,
                                              params.few_shot_k)
             spec = with_shots(spec, shots, layout, tokenizer, params.few_shot_budget)
@@ -117,7 +127,7 @@ def prompt_completion_rows(layout: Layout, example: dict, record: dict, state: S
         spec, prompt, completion, ids, truncated = fitted
         counts["truncated"] += truncated
         counts["few_shot_rows"] += bool(spec.shots)
-        prompt_ids = bare_ids if prompt == bare_prompt else text_ids(tokenizer, prompt)
+        prompt_ids = bare_ids if prompt == bare_prompt and bare_ids is not None else text_ids(tokenizer, prompt)
         counts["prompt_boundary_mismatch"] += ids[: len(prompt_ids)] != prompt_ids   # TRL's mask starts at the split
         state.lengths.append(len(ids))
         rows.append({"id": example["id"], "source": example["source"], "group": example["group"],
