@@ -1,4 +1,4 @@
-"""The canonical record schema and its one validator.
+"""The canonical record schema, its one validator, and the reject codes.
 
     {"id": "<stable content hash>", "source": "...", "domain": "...", "group": "<leak-free split key>",
      "messages": [{"role": "system|user|assistant", "content": "...", "annotations": {...}}],  # chat
@@ -7,6 +7,12 @@
 
 A record holds exactly one of `messages` or `text`. Every reader that accepts records calls
 `validate_record`; a failing record is quarantined by the caller with the returned reason.
+
+A quarantined row (a reject) is `{"file", "line", "code", "reason", ...}`: `line` is a line of
+`file` (1-based) or null where the row has no file line (then `item`, `row` or `chunk` says which
+one it is), `reason` the full one-line message, and `code` one of REJECT_CODES, a short stable
+slug that metrics count by (`rejected.<code>` in metrics/prepare.json), so runs compare with
+`dvc metrics diff` however the messages are worded.
 """
 from __future__ import annotations
 
@@ -18,6 +24,47 @@ from typing import Any
 ROLES = ("system", "user", "assistant")
 REQUIRED_STR = ("source", "group")
 KNOWN_KEYS = {"id", "source", "domain", "group", "messages", "text", "meta"}
+
+# The one list of reject codes (README's bad-input table quotes it). Add a code here before a
+# reader uses it; never rename one (metrics history is keyed by it).
+REJECT_CODES: dict[str, str] = {
+    "malformed_json": "a line or array item that is not valid JSON",
+    "invalid_utf8": "bytes that are not UTF-8",
+    "malformed_csv": "a CSV row the csv module cannot parse (e.g. a stray quote)",
+    "column_count": "a CSV row with more or fewer cells than the header",
+    "wrong_type": "a row or field of the wrong JSON type (an array where an object belongs, a number for text)",
+    "missing_field": "a required field that is absent or null",
+    "empty_field": "a required string or list that is empty or blank",
+    "unknown_field": "a record key outside the canonical schema",
+    "unknown_role": "a message role outside the allowed ones",
+    "messages_or_text": "a record holding both or neither of `messages` and `text`",
+    "no_assistant_turn": "a conversation with no assistant reply (and not marked prompt-only)",
+    "unreadable_document": "a document that cannot be read (bad UTF-8, a broken PDF)",
+    "no_text": "a document without text (a scanned PDF needs OCR)",
+    "teacher_error": "the teacher request failed, or its answer stayed malformed JSON after one repair",
+    "teacher_unusable": "the teacher's answer lacks what was asked for (no question, no text, dropped slot values)",
+    "invalid_row": "a row its loader refused without a more specific code (a loader registered elsewhere)",
+}
+OTHER_CODE = "other"   # counted for rejects of files written before codes existed; never set by a reader
+
+
+class Problem(str):
+    """A one-line reject reason that carries its stable `code` (one of REJECT_CODES).
+
+    A str, so callers that only need the message keep treating it as one; `.code` is what
+    metrics count. Concatenating gives a plain str: take `.code` first."""
+
+    code: str
+
+    def __new__(cls, reason: str, code: str) -> Problem:
+        if code not in REJECT_CODES:
+            raise ValueError(f"unknown reject code {code!r} (add it to REJECT_CODES)")
+        self = super().__new__(cls, reason)
+        self.code = code
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:     # pickling (worker processes) keeps the code
+        return str(self), self.code
 
 
 def content_hash(obj: Any, length: int = 16) -> str:
@@ -31,45 +78,54 @@ def record_id(record: dict) -> str:
     return content_hash({"source": record.get("source"), "body": body})
 
 
-def validate_record(record: Any) -> str | None:
-    """Return None when `record` follows the schema, else a one-line reason."""
+def _string_code(container: dict, key: str) -> str:
+    """The code of a field that should be a non-empty string and is not."""
+    value = container.get(key)
+    if value is None:
+        return "missing_field"
+    return "wrong_type" if not isinstance(value, str) else "empty_field"
+
+
+def validate_record(record: Any) -> Problem | None:
+    """Return None when `record` follows the schema, else a one-line reason with its `.code`."""
     if not isinstance(record, dict):
-        return f"record must be a JSON object, got {type(record).__name__}"
+        return Problem(f"record must be a JSON object, got {type(record).__name__}", "wrong_type")
     unknown = sorted(set(record) - KNOWN_KEYS)
     if unknown:
-        return f"unknown field(s): {', '.join(unknown)}"
+        return Problem(f"unknown field(s): {', '.join(unknown)}", "unknown_field")
     for key in REQUIRED_STR:
         if not isinstance(record.get(key), str) or not record[key]:
-            return f"field '{key}' must be a non-empty string"
+            return Problem(f"field '{key}' must be a non-empty string", _string_code(record, key))
     if "domain" in record and not isinstance(record["domain"], str):
-        return "field 'domain' must be a string"
+        return Problem("field 'domain' must be a string", "wrong_type")
     if "meta" in record and not isinstance(record["meta"], dict):
-        return "field 'meta' must be an object"
+        return Problem("field 'meta' must be an object", "wrong_type")
     has_messages, has_text = record.get("messages") is not None, record.get("text") is not None
     if has_messages == has_text:
-        return "record must hold exactly one of 'messages' or 'text'"
+        return Problem("record must hold exactly one of 'messages' or 'text'", "messages_or_text")
     if has_text:
         if not isinstance(record["text"], str) or not record["text"].strip():
-            return "field 'text' must be a non-empty string"
+            return Problem("field 'text' must be a non-empty string", _string_code(record, "text"))
         return None
     messages = record["messages"]
     if not isinstance(messages, list) or not messages:
-        return "field 'messages' must be a non-empty list"
+        return Problem("field 'messages' must be a non-empty list",
+                       "wrong_type" if not isinstance(messages, list) else "empty_field")
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            return f"messages[{index}] must be an object"
+            return Problem(f"messages[{index}] must be an object", "wrong_type")
         role = message.get("role")
         if role not in ROLES:
-            return f"messages[{index}].role {role!r} is not one of {'/'.join(ROLES)}"
+            return Problem(f"messages[{index}].role {role!r} is not one of {'/'.join(ROLES)}", "unknown_role")
         if not isinstance(message.get("content"), str) or not message["content"].strip():
-            return f"messages[{index}].content must be a non-empty string"
+            return Problem(f"messages[{index}].content must be a non-empty string", _string_code(message, "content"))
         annotations = message.get("annotations")
         if annotations is not None and not isinstance(annotations, dict):
-            return f"messages[{index}].annotations must be an object"
+            return Problem(f"messages[{index}].annotations must be an object", "wrong_type")
     # A prompt-only record (an evaluation prompt set, e.g. a CSV with a prompt column alone)
     # says so in meta; any other conversation needs an assistant turn to train on.
     if not any(m["role"] == "assistant" for m in messages) and not record.get("meta", {}).get("prompt_only"):
-        return "messages hold no assistant turn"
+        return Problem("messages hold no assistant turn", "no_assistant_turn")
     return None
 
 

@@ -3,19 +3,21 @@
 Splits hash each record's `group` (dialogue, document, tree) with the seed, so a group never
 straddles train and test and adding records never moves existing ones between splits. A record
 whose source ships its own split (`meta.split` in train/val/test) keeps it.
-Bad rows are quarantined with file, line and reason; they never stop the good rows.
+Bad rows are quarantined with file, line, code and reason (codes: synthtune.core.records.REJECT_CODES);
+they never stop the good rows.
 """
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthtune.core.config import PrepareParams
 from synthtune.core.errors import InputError
 from synthtune.core.io import iter_jsonl_lines
-from synthtune.core.records import normalize_record, validate_record
+from synthtune.core.records import OTHER_CODE, REJECT_CODES, normalize_record, validate_record
 
 SPLITS = ("train", "val", "test")
 
@@ -39,11 +41,35 @@ class Prepared:
     read: int = 0
 
     def metrics(self) -> dict:
+        """Counts, with rejects by reason code: `rejected.<code>` for every code of REJECT_CODES (0
+        included, so every run has the same keys and `dvc metrics diff` lines them up), plus
+        `rejected.other` for rejects of files written before codes existed."""
         out = {"records_read": self.read, "rejected": len(self.rejects), "duplicates_removed": self.duplicates}
         out.update({f"{name}_records": len(rows) for name, rows in self.splits.items()})
-        reasons = Counter(r["reason"].split(":")[0].split("[")[0] for r in self.rejects)
-        out.update({f"rejected_{k.strip().replace(' ', '_')}": v for k, v in sorted(reasons.items())})
+        codes = Counter(r.get("code") or OTHER_CODE for r in self.rejects)
+        out.update({f"rejected.{code}": codes.pop(code, 0) for code in REJECT_CODES})
+        out.update({f"rejected.{code}": n for code, n in sorted(codes.items())})   # `other`, or a newer code
         return out
+
+
+def source_files(folder: Path, sources: Iterable[str], what: str = "raw JSONL") -> list[Path]:
+    """`<folder>/<name>.jsonl` of every source in params, sorted: the files prepare reads. Files of
+    sources no longer in params (`orphan_files`) are never read, so a workspace that still holds
+    them prepares the same data as a fresh clone. A missing file is one error line."""
+    names = sorted(sources)
+    missing = [name for name in names if not (folder / f"{name}.jsonl").is_file()]
+    if len(missing) == 1:
+        raise InputError(f"{folder / missing[0]}.jsonl: file not found (sources.{missing[0]} has not been "
+                         f"generated: run `dvc repro generate@{missing[0]}`)")
+    if missing:
+        raise InputError(f"{folder}: no {what} files for sources {', '.join(missing)} (run `dvc repro`)")
+    return sorted(folder / f"{name}.jsonl" for name in names)
+
+
+def orphan_files(folder: Path, sources: Iterable[str]) -> list[Path]:
+    """The `*.jsonl` files of `folder` that belong to no source in params (left by a removed source)."""
+    wanted = {f"{name}.jsonl" for name in sources}
+    return sorted(p for p in folder.glob("*.jsonl") if p.name not in wanted) if folder.is_dir() else []
 
 
 def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams,
@@ -55,9 +81,10 @@ def prepare_records(raw_files: list[Path], seed: int, params: PrepareParams,
     for path in sorted(raw_files):
         for lineno, obj, error in iter_jsonl_lines(path):
             result.read += 1
-            reason = error or validate_record(obj)
-            if reason is not None:
-                result.rejects.append({"file": str(path), "line": lineno, "reason": reason})
+            problem = error or validate_record(obj)     # a Problem: the reason, with its .code
+            if problem is not None:
+                result.rejects.append({"file": str(path), "line": lineno, "code": problem.code,
+                                       "reason": str(problem)})
                 continue
             record = normalize_record(obj)
             if record["id"] in seen:

@@ -169,14 +169,17 @@ def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: T
         question = (response.data or {}).get("question") if response.ok else None
         if not isinstance(question, str) or not question.strip():
             reason = response.error or "answer JSON has no 'question' string"
-            rejects.append({"file": chunk.path, "line": chunk.index + 1, "reason": f"teacher: question: {reason}"})
+            # a chunk has no file line: `chunk` (as in records' meta.chunk) says which one, `line` is null
+            rejects.append({"file": chunk.path, "line": None, "chunk": chunk.index,
+                            "code": "teacher_error" if not response.ok else "teacher_unusable",
+                            "reason": f"teacher: question: {reason}"})
             continue
         asked.append((chunk, " ".join(question.split())))
     answers = teacher.complete([answer_request(c, q, seed) for c, q in asked], offline=template_answer)
     records = []
     for (chunk, question), response in zip(asked, answers):
         if not response.ok:
-            rejects.append({"file": chunk.path, "line": chunk.index + 1,
+            rejects.append({"file": chunk.path, "line": None, "chunk": chunk.index, "code": "teacher_error",
                             "reason": f"teacher: answer: {response.error}"})
             continue
         answer = response.text.strip()

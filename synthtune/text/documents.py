@@ -3,7 +3,7 @@
 One reader for every stage that takes documents (docqa generation, the RAG benchmark):
 
 * `load_documents(path)`: the documents of a folder (recursively, sorted by path) or of one file,
-  as `{file: text}`, and a reject (`{"file", "line": 0, "reason": "document: …"}`) for every file
+  as `{file: text}`, and a reject (`{"file", "line": null, "code", "reason": "document: …"}`) for every file
   that cannot be read (bad UTF-8, a broken PDF, a PDF without a text layer); a reject is never
   fatal to the other documents. PDFs are read with pypdf, pages joined by a blank line.
 * `split_sections(text, markdown)`: `[(title, paragraphs)]`, titles from markdown `#` headings or,
@@ -51,10 +51,12 @@ def load_documents(path: str | Path) -> tuple[dict[Path, str], list[dict]]:
         try:
             text = read_document(file)
         except ValueError as exc:
-            rejects.append({"file": str(file), "line": 0, "reason": f"document: {exc}"})
+            rejects.append({"file": str(file), "line": None, "code": "unreadable_document",
+                            "reason": f"document: {exc}"})
             continue
         if not text.strip():
-            rejects.append({"file": str(file), "line": 0, "reason": "document: no text (a scanned PDF needs OCR)"})
+            rejects.append({"file": str(file), "line": None, "code": "no_text",
+                            "reason": "document: no text (a scanned PDF needs OCR)"})
             continue
         docs[file] = text
     if not docs and not rejects:

@@ -76,3 +76,41 @@ def test_intent_distribution_counts_user_turns_of_every_split():
               "test": [{"source": "t", "text": "raw text has no turns"}]}
     assert intent_distribution(splits) == [{"intent": "goodbye", "count": 1}, {"intent": "greeting", "count": 1},
                                            {"intent": "search", "count": 2}]
+
+
+def test_rejects_are_counted_by_stable_code_not_by_message(tmp_path):
+    from synthtune.core.records import REJECT_CODES
+
+    bad = ['{"source": ', json.dumps({"source": "s", "group": "g", "messages": []}),
+           json.dumps({**_record(0), "messages": [{"role": "robot", "content": "x"}]}),
+           json.dumps({"source": "s", "group": "g", "text": 5}), "[1, 2]", json.dumps({**_record(1), "item": 5})]
+    _write(tmp_path / "a.jsonl", [_record(i) for i in range(3)] + bad)
+    (tmp_path / "b.jsonl").write_bytes(b'{"source": "\xff"}\n')
+    load_rejects = [{"file": "data/x.csv", "line": 4, "code": "column_count", "reason": "expected 2 columns, got 1"},
+                    {"file": "data/old.jsonl", "line": 2, "reason": "item 5: field 'output' must be a string"}]
+    result = prepare_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], seed=1, params=PARAMS,
+                             load_rejects=load_rejects)
+    by_line = {(r["file"], r["line"]): r.get("code") for r in result.rejects}
+    assert by_line == {
+        ("data/x.csv", 4): "column_count", ("data/old.jsonl", 2): None,      # written before codes existed
+        (str(tmp_path / "a.jsonl"), 4): "malformed_json", (str(tmp_path / "a.jsonl"), 5): "empty_field",
+        (str(tmp_path / "a.jsonl"), 6): "unknown_role", (str(tmp_path / "a.jsonl"), 7): "wrong_type",
+        (str(tmp_path / "a.jsonl"), 8): "wrong_type", (str(tmp_path / "a.jsonl"), 9): "unknown_field",
+        (str(tmp_path / "b.jsonl"), 1): "invalid_utf8"}
+    assert all(r["reason"] for r in result.rejects)                 # the full message stays in `reason`
+    metrics = result.metrics()
+    counts = {k: v for k, v in metrics.items() if k.startswith("rejected.")}
+    assert set(counts) == {f"rejected.{code}" for code in REJECT_CODES} | {"rejected.other"}   # same keys every run
+    assert {k: v for k, v in counts.items() if v} == {
+        "rejected.column_count": 1, "rejected.malformed_json": 1, "rejected.empty_field": 1,
+        "rejected.unknown_role": 1, "rejected.wrong_type": 2, "rejected.unknown_field": 1,
+        "rejected.invalid_utf8": 1, "rejected.other": 1}
+    assert metrics["rejected"] == sum(counts.values()) == 9
+    assert not any(k.startswith("rejected_") for k in metrics)       # no message-text keys
+
+
+def test_metrics_keys_do_not_depend_on_which_rows_failed(tmp_path):
+    _write(tmp_path / "a.jsonl", [_record(0), "[1]"])
+    _write(tmp_path / "b.jsonl", [_record(0), '{"x": '])
+    keys = [set(prepare_records([tmp_path / f], seed=1, params=PARAMS).metrics()) for f in ("a.jsonl", "b.jsonl")]
+    assert keys[0] == keys[1]

@@ -69,7 +69,8 @@ def test_throwaway_loader_loads_a_file(tmp_path, throwaway):
     first = out.records[0]
     assert first["id"] == record_id(first) and first["group"] == f"notes:{first['id']}"
     assert first["meta"] == {"file": str(path), "line": 1, "loader": "lines"}
-    assert out.rejects == [{"file": str(path), "line": 3, "reason": "line starts with '!'"}]
+    # a loader that gives no code gets the generic one
+    assert out.rejects == [{"file": str(path), "line": 3, "code": "invalid_row", "reason": "line starts with '!'"}]
     with pytest.raises(InputError, match="loader 'throwaway_lines': unknown options key"):
         load_source(throwaway, path, source="notes", options={"lower": True})
 
@@ -84,7 +85,7 @@ def _params_with(tmp_path, root, entry: dict) -> Path:
 
 def test_throwaway_loader_through_params_and_sources(tmp_path, root, throwaway):
     data = lines_file(tmp_path)
-    params = load_params(_params_with(tmp_path, root, {"kind": throwaway, "path": str(data), "domain": "misc"}))
+    params = load_params(_params_with(tmp_path, root, {"kind": throwaway, "path": str(data), "domain": "misc", "allow_outside_repo": True}))
     source = params.sources["notes"]
     assert type(source) is LoaderSourceParams and source.kind == throwaway
     assert throwaway in SOURCES and SOURCES[throwaway] is loader_source

@@ -108,8 +108,8 @@ def voice_dialogues(records: list[dict], domain: str, teacher, request_cls) -> t
                 continue
             messages.append({**message, "content": response.data["text"].strip()})
         if problem:
-            rejects.append({"source": record["source"], "group": record["group"], "reason": problem,
-                            "record": record["id"]})
+            rejects.append({"source": record["source"], "group": record["group"], "code": "teacher_unusable",
+                            "reason": problem, "record": record["id"]})
             continue
         voiced.append({**record, "id": record_id(messages), "messages": messages,
                        "meta": {**record["meta"], "generator": getattr(teacher, "backend", "teacher"),

@@ -6,9 +6,17 @@ One module per format (alpaca, qa_json, chat, text, oasst, csv, hf), each regist
 in `LOADERS` (kind -> Loader) with `register_loader` (see base.py); every module of this package
 is imported here, so a new format is one new file. A missing or empty file, an unknown kind, an
 unknown mapping/options key or a file that cannot be parsed as a whole is an `InputError`; a bad
-row is a reject `{"file", "line", "reason"}` and never costs a good row. JSON arrays (and QA JSON
-splits) report `line` = item index + 1 and say "item N" in the reason; HF datasets report
-`line` = row index + 1 and say "row N".
+row is a reject `{"file", "line", "code", "reason"}` (`code`: one of
+synthtune.core.records.REJECT_CODES) and never costs a good row. `line` is always a line of the
+file: for JSON arrays (and QA JSON splits) the line where the item starts, with `item` = item
+index + 1 beside it and "item N" in the reason; HF dataset rows have no file line (`line` null,
+`row` = row index + 1, "row N" in the reason). Records' `meta` carries the same `line`/`item`/`row`.
+
+Paths: `load_source(..., repo_root=...)` refuses a `path` (or hf `data_files`) outside the
+repository with one line naming `sources.<name>.path`; the generate stage passes its working
+directory unless the source sets `allow_outside_repo: true`. Reasons never quote the file's
+content beyond a field value cut to 40 characters (a wrong `path` must not leak a file into
+data/rejected).
 
 Every record passes `synthtune.core.records.validate_record` and its `id` is `record_id(record)`. `group`
 is the leak-free split key: `f"{source}:{record_id}"` (each row its own group) unless the mapping

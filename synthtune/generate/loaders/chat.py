@@ -11,23 +11,24 @@ def chat_messages(row: dict, mapping: dict) -> list[dict]:
     key = mapping["messages"]
     messages = row.get(key)
     if messages is None:
-        raise RowError(f"missing field '{key}'")
+        raise RowError(f"missing field '{key}'", "missing_field")
     if not isinstance(messages, list):
-        raise RowError(f"field '{key}' must be a list, got {type_name(messages)}")
+        raise RowError(f"field '{key}' must be a list, got {type_name(messages)}", "wrong_type")
     if not messages:
-        raise RowError(f"field '{key}' is empty")
+        raise RowError(f"field '{key}' is empty", "empty_field")
     out = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise RowError(f"{key}[{index}] must be an object, got {type_name(message)}")
+            raise RowError(f"{key}[{index}] must be an object, got {type_name(message)}", "wrong_type")
         role = message.get("role")
         if role not in ROLES:
-            raise RowError(f"{key}[{index}]: unknown role {short(role)} (allowed: {'/'.join(ROLES)})")
+            raise RowError(f"{key}[{index}]: unknown role {short(role)} (allowed: {'/'.join(ROLES)})", "unknown_role")
         content = message.get("content")
         if not isinstance(content, str):
-            raise RowError(f"{key}[{index}].content must be a string, got {type_name(content)}")
+            raise RowError(f"{key}[{index}].content must be a string, got {type_name(content)}",
+                           "missing_field" if content is None else "wrong_type")
         if not content.strip():
-            raise RowError(f"{key}[{index}].content is empty")
+            raise RowError(f"{key}[{index}].content is empty", "empty_field")
         item = {"role": role, "content": content}
         if isinstance(message.get("annotations"), dict):
             item["annotations"] = message["annotations"]

@@ -1,5 +1,6 @@
 """Hugging Face datasets: a local json/parquet/csv/text file (`path` or option `data_files`) or a
-hub id (`dataset`); rows are alpaca-style or chat (`messages`) and rejects say "row N".
+hub id (`dataset`); rows are alpaca-style or chat (`messages`). A dataset row has no file line:
+rejects and records carry `row` (1-based) with `line` null, and reasons say "row N".
 
 options: `dataset` (required), `config`, `split`, `data_files`, `cache_dir`. `datasets` is imported
 only when this loader runs (slow import).
@@ -11,7 +12,7 @@ from pathlib import Path
 from synthtune.core.errors import InputError
 from synthtune.core.io import require_file
 from synthtune.generate.loaders.alpaca import ALPACA_FIELDS, alpaca_messages
-from synthtune.generate.loaders.base import RowBuilder, RowError, group_value, one_line, register_loader
+from synthtune.generate.loaders.base import RowBuilder, RowError, Where, group_value, one_line, register_loader
 from synthtune.generate.loaders.chat import chat_messages
 
 LOCAL_HF_BUILDERS = ("json", "parquet", "csv", "text")
@@ -26,9 +27,11 @@ def load_hf(path: Path | None, rows: RowBuilder, mapping: dict, options: dict, e
         raise InputError("loader 'hf': option 'dataset' is required (json, parquet, csv or a hub id)")
     data_files = options["data_files"]
     if dataset in LOCAL_HF_BUILDERS:
+        key = "options.data_files" if data_files is not None else "path"
         data_files = data_files if data_files is not None else path
         if data_files is None:
             raise InputError(f"loader 'hf': dataset '{dataset}' needs a path or option data_files")
+        rows.check_inside_repo(data_files, key)       # a hub dataset's data_files are hub paths: not checked
         data_files = str(require_file(data_files))
     rows.file = str(data_files) if data_files is not None else dataset
     import datasets  # slow import: only when this loader is used
@@ -49,11 +52,11 @@ def load_hf(path: Path | None, rows: RowBuilder, mapping: dict, options: dict, e
     if options["config"] is not None:
         base_meta["config"] = options["config"]
     for index, row in enumerate(ds):
-        prefix = f"row {index + 1}: "
+        where = Where(None, row=index + 1)
         try:
             messages = convert(row, mapping)
             group = group_value(row, mapping.get("group"))
         except RowError as exc:
-            rows.reject(index + 1, prefix + str(exc))
+            rows.reject(where, str(exc), exc.code)
             continue
-        rows.add(index + 1, messages=messages, group=group, meta=dict(base_meta), prefix=prefix)
+        rows.add(where, messages=messages, group=group, meta=dict(base_meta))

@@ -1,48 +1,72 @@
 """QA JSON: a list of {Question, Answer} items, or an object of splits (train/test/validation/...)
-of such lists; the split is kept in `meta["split"]`, and rejects say "<split> item N"."""
+of such lists; the split is kept in `meta["split"]`. Rejects and records carry the file `line` where
+the item starts and its `item` number within its list; reasons say "<split> item N"."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from synthtune.core.errors import InputError
-from synthtune.generate.loaders.base import RowBuilder, RowError, group_value, need_str, register_loader, type_name
+from synthtune.generate.loaders.base import (LineCounter, RowBuilder, RowError, Where, expect_end, group_value,
+                                             json_array_items, json_error, json_object_members, need_str,
+                                             register_loader, skip_ws, type_name)
 
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "val", "valid": "val", "val": "val", "dev": "val"}
+_DECODER = json.JSONDecoder()
+
+
+def _value(text: str, pos: int):
+    """A split's value: a list keeps its items' offsets (("items", [(offset, item)])), anything
+    else is decoded whole (("value", obj)) and refused below."""
+    if text.startswith("[", pos):
+        items, end = json_array_items(text, pos)
+        return ("items", items), end
+    value, end = _DECODER.raw_decode(text, pos)
+    return ("value", value), end
 
 
 @register_loader("qa_json", mapping={"question": "Question", "answer": "Answer", "group": None})
 def load_qa_json(path: Path, rows: RowBuilder, mapping: dict, options: dict, explicit: dict) -> None:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    if isinstance(data, list):
-        parts = [(None, data)]
-    elif isinstance(data, dict):
+        text = path.read_bytes().decode("utf-8-sig")
+        pos = skip_ws(text, 0)
+        if text.startswith("{", pos):
+            members, end = json_object_members(text, pos, _value)
+        else:
+            (shape, value), end = _value(text, pos)
+            members = None
+        expect_end(text, end)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise json_error(path, exc) from None
+    if members is None:
+        if shape != "items":
+            raise InputError(f"{path}: expected an object of splits (train/test/...) or a list")
+        parts = [(None, value)]
+    else:
         parts = []
-        for key, items in data.items():
-            if not isinstance(items, list):
+        for key, (shape, items) in members.items():
+            if shape != "items":
                 raise InputError(f"{path}: split '{key}' must be a list of question/answer items")
             parts.append((SPLIT_NAMES.get(key.lower(), key.lower()), items))
-    else:
-        raise InputError(f"{path}: expected an object of splits (train/test/...) or a list")
-    for split, items in parts:
-        for index, item in enumerate(items):
-            prefix = f"{split + ' ' if split else ''}item {index + 1}: "
+    lines = LineCounter(text)
+    # lines are counted once, in file order; items are then read split by split
+    starts = sorted((offset, part, index) for part, (_, items) in enumerate(parts)
+                    for index, (offset, _) in enumerate(items))
+    line_of = {(part, index): lines.at(offset) for offset, part, index in starts}
+    for part, (split, items) in enumerate(parts):
+        for index, (_, item) in enumerate(items):
+            where = Where(line_of[(part, index)], item=index + 1, split=split)
             if not isinstance(item, dict):
-                rows.reject(index + 1, f"{prefix}expected an object, got {type_name(item)}")
+                rows.reject(where, f"expected an object, got {type_name(item)}", "wrong_type")
                 continue
             try:
                 question = need_str(item, mapping["question"], "question")
                 answer = need_str(item, mapping["answer"], "answer")
                 group = group_value(item, mapping.get("group"))
             except RowError as exc:
-                rows.reject(index + 1, prefix + str(exc))
+                rows.reject(where, str(exc), exc.code)
                 continue
             meta = {"split": split} if split else {}
-            rows.add(index + 1, messages=[{"role": "user", "content": question},
-                                          {"role": "assistant", "content": answer}],
-                     group=group, meta=meta, prefix=prefix)
+            rows.add(where, messages=[{"role": "user", "content": question},
+                                      {"role": "assistant", "content": answer}],
+                     group=group, meta=meta)
