@@ -42,6 +42,8 @@ def write_params(tmp_path, sources=None, **sections) -> Path:
 def generate(tmp_path, source: dict, **sections):
     from stages.generate import main
 
+    if source["kind"] not in ("dialogues", "docqa"):     # the files are in tmp_path, outside the repository
+        source = {**source, "allow_outside_repo": True}
     params = write_params(tmp_path, {"s": source}, **sections)
     argv = ["s", source["path"], tmp_path / "raw.jsonl", tmp_path / "rejected.jsonl", tmp_path / "m.json",
             "--params", params, "--teacher-cache", tmp_path / "cache"]

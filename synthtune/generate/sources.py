@@ -28,6 +28,16 @@ class SourceOutput:
     records: list[dict]
     rejects: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    skipped_by: dict[str, int] = field(default_factory=dict)   # valid data left out on purpose, by reason
+
+
+class NoRecords(InputError):
+    """A source made no records at all. `rejects` are its refused rows: the stage writes them
+    before it fails, so the user can read why."""
+
+    def __init__(self, message: str, rejects: list[dict]):
+        super().__init__(message)
+        self.rejects = rejects
 
 
 # (name, source params, input path, seed, teacher or None, prepare params or None) -> SourceOutput
@@ -98,8 +108,8 @@ def dialogue_source(name: str, source: SourceParams, input_path: Path, seed: int
 
         records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest)
     if not records:
-        raise InputError(f"sources.{name}: generated no dialogues"
-                         + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""))
+        raise NoRecords(f"sources.{name}: generated no dialogues"
+                        + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""), rejects)
     return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects)})
 
 
@@ -131,13 +141,61 @@ def simulate_dialogues(name: str, source: SourceParams, catalog_path: Path, seed
 def loader_source(name: str, source: SourceParams, input_path: Path, seed: int,
                   teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
     """Every loader kind: the file through LOADERS[source.kind]; bad rows are rejects."""
+    # DVC runs every stage from the repository root: a path that leaves it is refused unless opted in
     loaded = load_source(source.kind, input_path, source=name, domain=source.domain,
-                         mapping=dict(source.mapping), options=dict(source.options))
+                         mapping=dict(source.mapping), options=dict(source.options),
+                         repo_root=None if source.allow_outside_repo else Path.cwd())
     metrics = {"records": len(loaded.records), "rejected": len(loaded.rejects),
                "skipped": getattr(loaded, "skipped", 0)}
     if any(r.get("messages") for r in loaded.records):
         metrics.update(dialogue_metrics(loaded.records))
-    return SourceOutput(loaded.records, loaded.rejects, metrics)
+    return SourceOutput(loaded.records, loaded.rejects, metrics, dict(loaded.skipped_by))
+
+
+def require_records(name: str, source: SourceParams, input_path: Path, out: SourceOutput,
+                    rejects_path: Path) -> None:
+    """A source that made no records fails here, in its own generate stage, with one line saying
+    why (every row rejected, every row skipped by the options, or no rows at all), instead of an
+    empty raw file that stops `prepare` two stages later. Call it after writing `rejects_path`."""
+    if out.records:
+        return
+    input_path = Path(input_path)
+    row = "row" if source.kind in LOADERS else "item"
+    rows, n = f"{row}s", len(out.rejects)
+    reasons = f"reasons in {rejects_path}; first: {_first_reject(out.rejects, input_path)}" if out.rejects else ""
+    if out.skipped_by:
+        skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(out.skipped_by.items()))
+        rejected = f", {n} {row if n == 1 else rows} rejected ({reasons})" if out.rejects else ""
+        raise InputError(f"sources.{name}: no records kept from {input_path}: "
+                         f"{sum(out.skipped_by.values())} skipped by its options ({skipped}){rejected}")
+    if out.rejects:
+        every = f"all {n} {rows} of {input_path} were" if n > 1 else f"the only {row} of {input_path} was"
+        raise InputError(f"sources.{name}: {every} rejected ({reasons})")
+    if input_path.is_file() and _blank(input_path):
+        raise InputError(f"{input_path}: file is empty (only whitespace)")
+    raise InputError(f"sources.{name}: {input_path} has no {rows}")
+
+
+def _first_reject(rejects: list[dict], input_path: Path) -> str:
+    """`line N: reason` of the first reject (`file:N: reason` when it names another file; a reason
+    that numbers its row itself, "item 3: ..." or "row 3: ...", as it is)."""
+    first = rejects[0]
+    if first["reason"].startswith(("item ", "row ")):
+        return first["reason"]
+    same_file = first.get("file") in (None, "", str(input_path))
+    # `line` is a file line or null (a docqa chunk, an hf row, a voiced dialogue): then say what it is
+    place = next((f"{key} {first[key]}" for key in ("item", "row", "chunk") if first.get(key) is not None), None)
+    if first.get("line") is not None:
+        place = f"line {first['line']}" if same_file else f"{first['file']}:{first['line']}"
+    elif not same_file:
+        place = f"{first['file']}" + (f" {place}" if place else "")
+    return f"{place}: {first['reason']}" if place else first["reason"]
+
+
+def _blank(path: Path) -> bool:
+    """The file holds nothing but whitespace (read in chunks: it may be big)."""
+    with open(path, "rb") as handle:
+        return all(not chunk.strip() for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 # ---------------------------------------------------------------- data metrics

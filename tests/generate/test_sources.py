@@ -19,7 +19,7 @@ def test_alpaca_source_through_generate_and_prepare(tmp_path, root):
     lines.insert(2, '{"instruction": "broken", ')
     data.write_text("\n".join(lines) + "\n")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["sources"] = {"mine": {"kind": "alpaca", "path": str(data), "domain": "herbs"}}
+    params["sources"] = {"mine": {"kind": "alpaca", "path": str(data), "domain": "herbs", "allow_outside_repo": True}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     raw, rejected = tmp_path / "raw", tmp_path / "rejected"
     run(root, "stages.generate", "mine", str(data), str(raw / "mine.jsonl"), str(rejected / "mine.jsonl"),
