@@ -69,6 +69,10 @@ class Budget:
         self.reserved += worst
         return True
 
+    def fits(self) -> bool:
+        """Whether what is spent and reserved is still within the limit."""
+        return self.limit is None or self.stats.cost_usd + self.reserved <= self.limit
+
     def release(self, call: Call) -> None:
         self.reserved -= self.worst_cost(call)
 
@@ -80,11 +84,9 @@ class Budget:
             f"budget and re-run to continue")
 
 
-def estimate(stats: TeacherStats, counter: TokenCounter, call: Call, cached: dict | None, text: str) -> None:
-    """Count one dry-run request: a cache hit, or what sending it would cost (`text`: the offline answer)."""
-    if cached:
-        stats.cache_hits += 1
-        return
+def estimate(stats: TeacherStats, counter: TokenCounter, call: Call, text: str) -> None:
+    """Count one dry-run request that would be sent (not a cache hit): what sending it would cost
+    (`text`: the offline answer standing in for the teacher's)."""
     prompt = counter.count_messages(call.messages)
     stats.to_send += 1
     stats.est_prompt_tokens += prompt

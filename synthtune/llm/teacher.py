@@ -14,10 +14,20 @@ folder, synthtune.llm.cache), keyed by backend, model, messages, sampling params
 (synthtune.llm.requests.request_key), and written as each answer arrives: a crash loses only the
 requests in flight, a warm re-run sends nothing. A JSON request whose answer does not parse gets
 one repair request; if that fails too, the response is quarantined (`ok=False`, `error` says why)
-and the run goes on. Costs are counted with tiktoken (the model's own tokenizer otherwise) and
-`teacher.prices`; `teacher.max_cost_usd` stops before it is crossed (`BudgetExceeded`, what was done
-stays cached). The API key is read from the environment variable named by `teacher.api_key_env`
-when the first request is sent, and never stored or logged.
+and the run goes on.
+
+Output is fault-invariant (the same params and cache give the same responses whatever transient
+faults happen): a malformed or empty answer is taken (cached, repaired) only once the identical
+request got the same text back twice, so a glitch on the way is retried like a 500 and never
+mistaken for the model's answer, and the repair request is a function of the request and that
+answer alone. A dry run counts exactly what a real run would send: the same de-duplication, the
+same cache hits, and the repairs of cached malformed answers.
+
+Costs are counted with tiktoken (the model's own tokenizer otherwise) and `teacher.prices`;
+`teacher.max_cost_usd` stops before it is crossed (`BudgetExceeded`, what was done stays cached;
+a malformed answer that was re-sent for confirmation is paid, and counted, twice). The API key is
+read from the environment variable named by `teacher.api_key_env` when the first request is sent,
+and never stored or logged.
 """
 from __future__ import annotations
 
@@ -102,15 +112,30 @@ class Teacher:
         """Answers in the order of `requests`. `offline` answers for the template backend (and
         stands in for the teacher in a dry run, so later steps see plausible inputs)."""
         calls = [self._resolve(r) for r in requests]
-        if self.backend == "template" or self.dry_run:
-            return self._complete_offline(requests, calls, offline)
+        if (self.backend == "template" or self.dry_run) and offline is None:
+            raise TeacherError(f"teacher.backend: this generator has no offline answers; "
+                               f"{'a dry run' if self.dry_run else 'the template backend'} needs them")
+        if self.backend == "template":
+            return self._complete_template(requests, calls, offline)
+        # A dry run goes through the same steps as a real run (de-duplication, cache hits, repairs
+        # of cached malformed answers), with offline answers in place of what would be sent, so
+        # it counts exactly the requests the real run sends.
+        stand_in = {}       # key -> the request whose offline answer stands in for it (dry run)
+        for request, call in zip(requests, calls):
+            stand_in.setdefault(call.key, request)
+        send = (lambda batch: self._estimate_all(batch, stand_in, offline)) if self.dry_run else self._send_all
         try:
-            raw = self._send_all(calls)
+            raw = send(calls)
             responses = [self._response(call, raw[call.key]) for call in calls]
             # A JSON answer that does not parse gets one repair request; a second failure is quarantined.
+            # The answer got here only once the client saw the same text twice (a glitch on the way is
+            # retried, never repaired), and the repair is a function of the request and that answer
+            # alone, so the outcome does not depend on which transient faults happened.
             broken = [i for i, r in enumerate(responses) if calls[i].json and r.ok and r.data is None]
             repairs = [self._repair_call(calls[i], responses[i]) for i in broken]
-            raw = self._send_all(repairs) if repairs else {}
+            for i, repair in zip(broken, repairs):
+                stand_in.setdefault(repair.key, requests[i])
+            raw = send(repairs) if repairs else {}
             for i, call in zip(broken, repairs):
                 fixed = self._response(call, raw[call.key])
                 if fixed.ok and fixed.data is None:
@@ -180,18 +205,20 @@ class Teacher:
             response.ok, response.error = False, "empty answer"
         return response
 
-    def _complete_offline(self, requests, calls, offline) -> list[ChatResponse]:
-        if offline is None:
-            raise TeacherError(f"teacher.backend: this generator has no offline answers; "
-                               f"{'a dry run' if self.dry_run else 'the template backend'} needs them")
+    def _complete_template(self, requests, calls, offline) -> list[ChatResponse]:
+        """The offline answers, one per request (its meta may matter to `offline`); the counts
+        (and a dry run's estimate) are of distinct requests, as for an LLM backend."""
+        texts = [offline(request) for request in requests]
+        _, todo = self._pending(calls)
+        if self.dry_run:
+            first = {}
+            for call, text in zip(calls, texts):
+                first.setdefault(call.key, text)
+            for call in todo:
+                estimate(self.stats, self.counter, call, first[call.key])
         out = []
-        for request, call in zip(requests, calls):
-            cached = self.cache.get(call.key) if self.cache is not None else None
-            text = cached["text"] if cached else offline(request)
-            self.stats.requests += 1
-            if self.dry_run:
-                estimate(self.stats, self.counter, call, cached, text)
-            response = ChatResponse(text=text, cached=bool(cached))
+        for call, text in zip(calls, texts):
+            response = ChatResponse(text=text)
             if call.json:
                 response.data, response.error = parse_json_answer(text)
                 if response.data is None:
@@ -199,6 +226,17 @@ class Teacher:
                     self.stats.quarantined += 1
             out.append(response)
         return out
+
+    def _estimate_all(self, calls: Sequence[Call], stand_in: dict[str, ChatRequest],
+                      offline: Callable[[ChatRequest], str]) -> dict[str, dict]:
+        """A dry run's `_send_all`: the same cache hits and de-duplication (`_pending`); what would
+        be sent is estimated and answered offline."""
+        done, todo = self._pending(calls)
+        for call in todo:
+            text = offline(stand_in[call.key])
+            estimate(self.stats, self.counter, call, text)
+            done[call.key] = {"text": text}
+        return done
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -231,17 +269,22 @@ class Teacher:
 
     def _store(self, call: Call, answer: dict) -> dict:
         """Count and cache one fresh answer (committed before the next one arrives)."""
+        cost = self._spend(call, answer)
+        if self.cache is not None:
+            self.cache.put(call.key, answer)
+        return {**answer, "cost_usd": cost}
+
+    def _spend(self, call: Call, answer: dict) -> float:
+        """Fill in the token counts of one answer received, add them and its cost to the stats."""
         if answer.get("prompt_tokens") is None:
             answer["prompt_tokens"] = self.counter.count_messages(call.messages)
         if answer.get("completion_tokens") is None:
             answer["completion_tokens"] = self.counter.count(answer.get("text") or "")
-        if self.cache is not None:
-            self.cache.put(call.key, answer)
         cost = self.budget.cost(answer["prompt_tokens"], answer["completion_tokens"])
         self.stats.prompt_tokens += answer["prompt_tokens"]
         self.stats.completion_tokens += answer["completion_tokens"]
         self.stats.cost_usd += cost
-        return {**answer, "cost_usd": cost}
+        return cost
 
     def _over_budget(self, done: dict, todo: Sequence[Call]) -> BudgetExceeded:
         finished = sum(c.key in done for c in todo)
@@ -272,18 +315,37 @@ class Teacher:
             if not self.budget.reserve(call):
                 over_budget = True
                 return False
+
+            def discarded(suspect: dict) -> bool:
+                # A suspect answer not taken (yet) was still paid for: it counts (stats and budget,
+                # never the cache), and the confirming re-send goes out only while this call's
+                # reservation, which now stands for the re-send, still fits under the limit.
+                nonlocal over_budget
+                self._spend(call, dict(suspect))
+                over_budget = over_budget or not self.budget.fits()
+                return not over_budget
+
             try:
-                done[call.key] = self._store(call, await self._client.complete(call))
+                got = await self._client.complete(call, check=_check(call), discarded=discarded)
+                done[call.key] = self._store(call, got)
             except RequestFailed as exc:
                 done[call.key] = {"error": f"teacher: {exc}"}       # quarantined: never cached
             finally:
                 self.budget.release(call)
             progress.step()
-            return True
+            return not over_budget
 
         await self._client.for_each(todo, answer)
         if over_budget:
             raise self._over_budget(done, todo)
+
+
+def _check(call: Call) -> Callable[[str | None], str | None]:
+    """Why an answer to `call` would be rejected (the client confirms such an answer before
+    taking it): JSON that does not parse, or an empty text."""
+    if call.json:
+        return lambda text: parse_json_answer(text)[1]
+    return lambda text: None if (text or "").strip() else "empty answer"
 
 
 class _Progress:

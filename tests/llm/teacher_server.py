@@ -12,16 +12,23 @@ Reusable by any test or bench that needs a teacher endpoint:
         server.log                 # [{"path", "headers", "body"}], every request as received
 
 Answers are a pure function of the request (`responder(body) -> str`), so a run with faults
-returns exactly what a fault-free run returns. Faults, drawn with `fault_rate` from `faults`
-(seeded), or forced in order with `server.plan([...])`:
-    "429"      429 with Retry-After (and retry-after-ms when set)
-    "500"      500 with an error body
-    "hang"     no answer for `hang_s` seconds, then the connection is closed
-    "reset"    the connection is closed without an answer
-    "garbage"  200 with a body that is not JSON
-    "bad_json" 200 whose completion text is malformed JSON (a model-level fault; not retried by
-               clients, repaired). Also forced by "[[bad-json]]" in the last user message, and
-               for every answer by "[[always-bad-json]]" anywhere in the conversation.
+must return exactly what a fault-free run returns. Faults, drawn with `fault_rate` from `faults`,
+or forced in order with `server.plan([...])`. A drawn fault is a function of `seed`, the request
+body and how many times that same body arrived before (not of the arrival order across
+requests), so a faulted run is reproducible at any concurrency:
+    "429"       429 with Retry-After (and retry-after-ms when set)
+    "500"       500 with an error body
+    "hang"      no answer for `hang_s` seconds, then the connection is closed
+    "reset"     the connection is closed without an answer
+    "garbage"   200 with a body that is not JSON
+    "truncated" 200 announcing the whole body, half of it sent, then the connection closed
+    "bad_json"  (opt-in, not in FAULTS) a transient model-level glitch: 200 with a valid envelope
+                whose completion is the real answer cut short plus random line noise; random, so
+                it never repeats itself, like a real glitch. JSON answers only: a glitch in a
+                plain-text answer is undetectable by any client, so those get "garbage" instead.
+The deterministic model-level fault: "[[bad-json]]" in the last user message makes the answer
+malformed JSON (`BAD_JSON`, every time), "[[always-bad-json]]" anywhere in the conversation does
+for every answer, repairs included.
 `api_key` set: other keys get 401. `models` set: other models get 404.
 
 Standalone (for benches in another process): `python tests/llm/teacher_server.py --latency 0.1`
@@ -40,7 +47,8 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "hang", "reset", "garbage")
+FAULTS = ("429", "500", "hang", "reset", "garbage", "truncated")
+BAD_JSON = "{'answer': unquoted, "
 
 
 def default_responder(body: dict) -> str:
@@ -62,7 +70,8 @@ class TeacherServer:
         self.retry_after, self.retry_after_ms, self.hang_s = retry_after, retry_after_ms, hang_s
         self.api_key, self.models, self.responder = api_key, models, responder
         self.host, self.port = host, port
-        self._rng = random.Random(seed)
+        self.seed = seed
+        self._seen: Counter = Counter()        # arrivals per request body: the n-th try of a request
         self._lock = threading.Lock()
         self._planned: list[str | None] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -109,23 +118,28 @@ class TeacherServer:
             self.max_in_flight = 0
             self.faults: Counter = Counter()
             self.log: list[dict] = []
+            self._seen = Counter()
 
     def stats(self) -> dict:
         return {"requests": self.requests, "answered": self.answered, "faults": dict(self.faults),
                 "max_in_flight": self.max_in_flight}
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, raw: bytes) -> tuple[str | None, random.Random]:
+        """The fault for this arrival and an rng for its details, drawn from (seed, body, n-th arrival)."""
         with self._lock:
             self.requests += 1
+            digest = hashlib.sha256(raw).hexdigest()
+            rng = random.Random(f"{self.seed}:{digest}:{self._seen[digest]}")
+            self._seen[digest] += 1
             if self._planned:
                 fault = self._planned.pop(0)
-            elif self.fault_rate and self._rng.random() < self.fault_rate:
-                fault = self._rng.choice(self.fault_kinds)
+            elif self.fault_rate and rng.random() < self.fault_rate:
+                fault = rng.choice(self.fault_kinds)
             else:
                 fault = None
             if fault:
                 self.faults[fault] += 1
-            return fault
+            return fault, rng
 
 
 class _Server(ThreadingHTTPServer):
@@ -179,18 +193,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except json.JSONDecodeError:
             return self._error(400, "request body is not JSON", "bad_request")
-        fault = state._next_fault()
+        fault, rng = state._next_fault(raw)
         with state._lock:
             state.log.append({"path": self.path, "headers": dict(self.headers), "body": body})
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            return self._answer(state, raw, body, fault)
+            return self._answer(state, raw, body, fault, rng)
         finally:
             with state._lock:
                 state.in_flight -= 1
 
-    def _answer(self, state: TeacherServer, raw: bytes, body: dict, fault: str | None):
+    def _answer(self, state: TeacherServer, raw: bytes, body: dict, fault: str | None, rng: random.Random):
         if state.latency_s:
             time.sleep(state.latency_s)
         if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
@@ -214,18 +228,47 @@ class _Handler(BaseHTTPRequestHandler):
         text = state.responder(body)
         last = next((m.get("content") or "" for m in reversed(body.get("messages") or [])
                      if m.get("role") == "user"), "")
-        if fault == "bad_json" or "[[bad-json]]" in last or any(
+        if "[[bad-json]]" in last or any(
                 "[[always-bad-json]]" in (m.get("content") or "") for m in body.get("messages") or []):
-            text = "{'answer': unquoted, "
-        prompt_tokens = sum(len((m.get("content") or "").split()) + 3 for m in body.get("messages") or []) + 3
+            text = BAD_JSON
+        if fault == "bad_json":
+            if _is_json_object(text):
+                text = f"{text[:rng.randrange(1, len(text))]}\x00<noise {rng.getrandbits(64):016x}>"
+            else:       # a plain-text answer: a garbled body instead (counted as what it is)
+                with state._lock:
+                    state.faults["bad_json"] -= 1
+                    state.faults["garbage"] += 1
+                return self._send(200, b'{"id": "chatcmpl-x", "choices": [ {"message": ')
+        if fault == "truncated":
+            body_bytes = json.dumps(_completion(raw, body, text)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body_bytes)))
+            self.end_headers()
+            self.wfile.write(body_bytes[:len(body_bytes) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return None
         with state._lock:
             state.answered += 1
-        self._send(200, {
-            "id": "chatcmpl-" + hashlib.sha1(raw).hexdigest()[:12], "object": "chat.completion",
+        self._send(200, _completion(raw, body, text))
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def _completion(raw: bytes, body: dict, text: str) -> dict:
+    """An OpenAI chat.completion envelope around `text` (usage: words, deterministic)."""
+    prompt_tokens = sum(len((m.get("content") or "").split()) + 3 for m in body.get("messages") or []) + 3
+    return {"id": "chatcmpl-" + hashlib.sha1(raw).hexdigest()[:12], "object": "chat.completion",
             "created": 0, "model": body.get("model"),
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt_tokens + len(text.split())}})
+                      "total_tokens": prompt_tokens + len(text.split())}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,9 +21,9 @@ from synthtune.core.errors import ParamsError, UserError
 from synthtune.llm.requests import Call as _Call
 from synthtune.llm.requests import request_key
 from synthtune.llm.teacher import (BudgetExceeded, ChatRequest, Teacher, TeacherAuthError, TeacherModelNotFound,
-                                   TeacherUnreachable, TokenCounter)
+                                   TeacherUnreachable, TokenCounter, response_cache)
 from synthtune.llm.tokens import TIKTOKEN_BLOBS, seed_tiktoken_cache
-from tests.llm.teacher_server import TeacherServer
+from tests.llm.teacher_server import BAD_JSON, TeacherServer
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 
@@ -135,11 +135,86 @@ def test_unreachable_teacher_is_one_user_error():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]                               # closed once the block ends: nothing listens
     params = TeacherParams(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None,
-                           max_retries=2, backoff_s=0.0)
-    with pytest.raises(TeacherUnreachable) as err, Teacher(params) as teacher:
+                           max_retries=6, backoff_s=1.0)
+    sleeps = Sleeps()
+    with pytest.raises(TeacherUnreachable) as err, Teacher(params, sleep=sleeps) as teacher:
         teacher.complete(requests(3))
     assert isinstance(err.value, UserError)
-    assert str(err.value).startswith(f"teacher.base_url: cannot reach http://127.0.0.1:{port}/v1")
+    assert str(err.value) == (f"teacher.base_url: cannot reach http://127.0.0.1:{port}/v1 "
+                              f"(connection refused: nothing listens at 127.0.0.1:{port})")
+    # reported by the one probe before any request: no attempt was made, no backoff entered
+    assert sleeps == [] and teacher.stats.sent == 0 and teacher.stats.retries == 0
+
+
+def test_reachable_but_faulty_server_still_gets_the_retries(tmp_path, server):
+    server.plan(["reset", "reset", "500"])          # accepts connections, then drops them
+    sleeps = Sleeps()
+    with Teacher(params_for(server, concurrency=1, max_retries=3), cache_dir=tmp_path, sleep=sleeps) as teacher:
+        assert teacher.complete(requests(1))[0].ok
+        assert teacher.stats.sent == 4 and teacher.stats.retries == 3 and len(sleeps) == 3
+
+
+def test_a_glitched_json_answer_is_retried_the_model_s_own_is_confirmed_then_repaired(tmp_path, server):
+    """A malformed answer is taken only when the identical request gets the same text again."""
+    server.plan(["bad_json", "bad_json"])           # two different glitches, then the real answer
+    reqs = [ChatRequest(messages=[{"role": "user", "content": "give json"}], json=True)]
+    with Teacher(params_for(server, concurrency=1), cache_dir=tmp_path, sleep=Sleeps()) as teacher:
+        out = teacher.complete(reqs)
+        assert teacher.stats.sent == 3 and teacher.stats.repaired == 0
+    assert out[0].ok and not out[0].repaired and out[0].data["echo"] == "give json"
+    bodies = [entry["body"] for entry in server.log]
+    assert bodies[0] == bodies[1] == bodies[2]                  # the identical request, re-sent
+    stored = sqlite3.connect(tmp_path / "responses.sqlite").execute("SELECT value FROM responses").fetchall()
+    assert [json.loads(v)["text"] for (v,) in stored] == [out[0].text]     # no glitch was cached
+
+    server.reset()
+    bad = [ChatRequest(messages=[{"role": "user", "content": "give json [[bad-json]]"}], json=True)]
+    with Teacher(params_for(server, concurrency=1), cache_dir=tmp_path / "b", sleep=Sleeps()) as teacher:
+        fixed = teacher.complete(bad)[0]
+    assert fixed.ok and fixed.repaired
+    first, again, repair = (entry["body"]["messages"] for entry in server.log)
+    assert first == again and repair[:2] == [*first, {"role": "assistant", "content": BAD_JSON}]
+
+
+def test_a_glitch_that_never_repeats_is_quarantined_not_cached(tmp_path, server):
+    server.plan(["bad_json"] * 3)
+    reqs = [ChatRequest(messages=[{"role": "user", "content": "give json"}], json=True)]
+    with Teacher(params_for(server, concurrency=1, max_retries=2), cache_dir=tmp_path, sleep=Sleeps()) as teacher:
+        out = teacher.complete(reqs)[0]
+    assert not out.ok and out.error.startswith("teacher: a bad answer that did not repeat (invalid JSON")
+    assert out.error.endswith("after 3 attempts")
+    assert sqlite3.connect(tmp_path / "responses.sqlite").execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
+
+
+def test_dry_run_counts_exactly_what_the_real_run_sends(tmp_path, server):
+    """De-duplicated like the real run, cache hits excluded, and the repair of a cached malformed
+    answer counted; compared with the requests reaching a counting server."""
+    def ask(i: int, tag: str = "") -> ChatRequest:
+        return ChatRequest(messages=[{"role": "user", "content": f"give json about item {i}{tag}"}], json=True)
+
+    warm = [ask(i) for i in range(10)] + [ask(99, " [[bad-json]]")]
+    with Teacher(params_for(server), cache_dir=tmp_path, sleep=Sleeps()) as teacher:
+        assert all(r.ok for r in teacher.complete(warm))
+        stale = teacher._resolve(ask(98))        # a cached malformed answer whose repair was never sent
+    cache = response_cache(tmp_path)
+    cache.put(stale.key, {"text": "not json {", "prompt_tokens": 3, "completion_tokens": 2})
+    cache.close()
+    fresh = [ask(i) for i in range(10, 30)]
+    # 43 requests: 32 distinct and 2 repairs (item 99's cached, item 98's to send), 13 cache hits
+    batch = warm + fresh + fresh[:8] + warm[:3] + [ask(98)]
+
+    with Teacher(params_for(server), cache_dir=tmp_path, dry_run=True) as teacher:
+        out = teacher.complete(batch, offline=lambda r: json.dumps({"offline": True}))
+        dry, report = teacher.stats, teacher.dry_run_report()
+    assert len(out) == len(batch) and all(r.ok for r in out)
+    assert "34 requests (13 cached, 21 to send)" in report
+    assert dry.to_send == 21 and len(report.splitlines()) == 21 + 1
+
+    server.reset()
+    with Teacher(params_for(server), cache_dir=tmp_path, sleep=Sleeps()) as teacher:
+        real = teacher.complete(batch)
+        assert teacher.stats.requests == dry.requests and teacher.stats.cache_hits == dry.cache_hits
+    assert server.requests == dry.to_send and all(r.ok for r in real) and real[-1].repaired
 
 
 def test_wrong_key_and_missing_key_and_unknown_model(monkeypatch, server, caplog):
@@ -195,6 +270,20 @@ def test_budget_stops_before_crossing_and_keeps_what_was_done(tmp_path, server):
         assert teacher.stats.cache_hits == done and teacher.stats.sent == 10 - done
     with pytest.raises(ParamsError, match="teacher.prices: no price for model 'test-model'"):
         Teacher(params_for(server, max_cost_usd=1.0))
+
+
+def test_the_confirming_resend_is_paid_for_and_stays_within_the_budget(tmp_path, server):
+    price = {"test-model": TeacherPrice(input_per_mtok=1000.0, output_per_mtok=1000.0)}   # $0.001 per token
+    reqs = [ChatRequest(messages=[{"role": "user", "content": "give json [[bad-json]]"}], json=True, max_tokens=5)]
+    # the worst case, 12 + 5 tokens, fits $0.02; the malformed answer costs 11, so a second one would cross it
+    with pytest.raises(BudgetExceeded), \
+            Teacher(params_for(server, prices=price, max_cost_usd=0.02), cache_dir=tmp_path) as teacher:
+        teacher.complete(reqs)
+    assert server.requests == 1 and teacher.stats.cost_usd == pytest.approx(0.011)
+    with Teacher(params_for(server, prices=price, max_cost_usd=1.0), cache_dir=tmp_path) as teacher:
+        out = teacher.complete(reqs)[0]             # nothing was cached: sent, confirmed, repaired
+        assert out.repaired and server.requests == 1 + 3
+        assert teacher.stats.cost_usd == pytest.approx(out.cost_usd + 0.011)    # the confirming copy is paid
 
 
 def test_dry_run_sends_nothing_and_estimates(tmp_path, server):

@@ -2,8 +2,17 @@
 
 Used by the `openai` teacher and by predict's hosted models (`predict.openai`). One retry loop:
 429 (honouring Retry-After / retry-after-ms), 408, 409, 5xx, timeouts, connection errors and
-garbled bodies are retried with exponential backoff and full jitter; every attempt has a hard
-timeout. 401/403 and 404 stop the whole run (a wrong key or model fails every request alike).
+garbled or truncated bodies are retried with exponential backoff and full jitter, re-sending the
+identical request; every attempt has a hard timeout. 401/403 and 404 stop the whole run (a wrong
+key or model fails every request alike). Before the first request the endpoint's host (or the
+proxy) gets one TCP connect with a short timeout: an endpoint nobody answers is reported at
+once, not after every retry of every request.
+
+A caller can say which answers look wrong (`complete(call, check=...)`: malformed JSON, empty).
+Such an answer may be the model's own or a glitch on the way, so it is not taken on first sight:
+the identical request is sent again (a retry like any other), and a suspect answer is returned
+only once the same text came back twice, i.e. it is the model's deterministic answer. A glitch
+never repeats itself, so it is never returned, cached or repaired as if the model had said it.
 
 Neither the openai SDK nor httpx: measured on this 2-core machine at concurrency 32 with
 100 ms server latency, the SDK spends ~5 ms of CPU per request (request transformation,
@@ -28,6 +37,20 @@ from synthtune.llm.errors import RequestFailed, TeacherAuthError, TeacherError, 
 from synthtune.llm.requests import Call, cut_at_stop
 
 log = logging.getLogger(__name__)
+
+
+PROBE_TIMEOUT_S = 10.0          # the reachability probe's connect limit (at most teacher.timeout_s)
+
+
+def _why(exc: OSError) -> str:
+    """A connect error in a few words (the errno's name is what a user can search for)."""
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return "host not found"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens"
+    return f"connection failed ({type(exc).__name__}: {exc.strerror or exc})"
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,7 @@ class OpenAIClient:
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._rng = rng or random.Random()
         self.session = self.proxy = None
+        self.reachable = False          # set by the first successful probe()
 
     def api_key(self) -> str | None:
         """Read when the first request is sent, never stored beyond the session's headers, never logged."""
@@ -146,6 +170,42 @@ class OpenAIClient:
             headers=headers, connector=aiohttp.TCPConnector(
                 limit=self.endpoint.concurrency, ssl=None if url.scheme == "https" else False),
             timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout_s + 5))
+
+    async def probe(self) -> None:
+        """One TCP connect to the endpoint (or its proxy), once per client: TeacherUnreachable at
+        once when nothing answers there, instead of after every retry of every request. Only a
+        connection that cannot be opened counts; an endpoint that accepts it but then answers
+        badly gets the retries."""
+        if self.reachable:
+            return
+        import urllib.parse
+
+        target = urllib.parse.urlsplit(self.proxy or self.where)
+        host = target.hostname or "localhost"
+        setting = f"{self.endpoint.section}.base_url"
+        try:
+            port = target.port or (443 if target.scheme == "https" else 80)
+        except ValueError:
+            raise TeacherUnreachable.at(setting, f"cannot reach {self.where} (its port is not a number "
+                                        f"from 1 to 65535)") from None
+        via = " (the proxy)" if self.proxy else ""
+        wait = min(self.endpoint.timeout_s, PROBE_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(wait):
+                _, writer = await asyncio.open_connection(host, port)
+        except TimeoutError:
+            reason = f"no TCP connection to {host}:{port}{via} within {wait:g}s"
+        except OSError as exc:
+            reason = f"{_why(exc)} at {host}:{port}{via}"
+        else:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+            self.reachable = True
+            return
+        raise TeacherUnreachable.at(setting, f"cannot reach {self.where} ({reason})")
 
     async def close(self) -> None:
         if self.session is not None:
@@ -206,17 +266,34 @@ class OpenAIClient:
         return {"text": text, "finish_reason": choice.get("finish_reason"), "model": payload.get("model"),
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
 
-    async def complete(self, call: Call) -> dict:
+    async def complete(self, call: Call, check: Callable[[str | None], str | None] | None = None,
+                       discarded: Callable[[dict], bool] | None = None) -> dict:
         """The answer after up to `max_retries` retries; RequestFailed when this request cannot be
-        answered, TeacherUnreachable when no attempt ever reached the server."""
+        answered, TeacherUnreachable when no attempt ever reached the server.
+
+        `check(text)`: why an answer looks wrong, or None. A suspect answer is returned only when
+        the same text has come back twice (see the module docstring); until then it is retried.
+        `discarded(answer)` is told of each suspect answer not returned (it was paid for); False
+        from it stops the retries (RequestFailed).
+        """
         e = self.endpoint
         unreachable = True
+        suspects: set[str | None] = set()
         for attempt in range(e.max_retries + 1):
             self.counts.sent += 1
             try:
-                return await self.send(call)
+                answer = await self.send(call)
             except _AttemptFailed as exc:
                 info = exc.attempt
+            else:
+                why = check(answer["text"]) if check is not None else None
+                if why is None or answer["text"] in suspects:
+                    return answer
+                suspects.add(answer["text"])
+                # re-sent at once: the server answered, so there is no load or rate limit to back off from
+                info = _Attempt(True, f"a bad answer that did not repeat ({why})", retry_after=0.0)
+                if discarded is not None and not discarded(answer):
+                    raise RequestFailed(f"{info.reason}; not re-sent (no budget left)")
             unreachable = unreachable and info.unreachable
             if not info.retryable:
                 raise RequestFailed(info.reason)
@@ -256,6 +333,7 @@ class OpenAIClient:
                     return
 
         try:
+            await self.probe()
             await asyncio.gather(*(worker() for _ in range(min(self.endpoint.concurrency, len(items)))))
         finally:
             await self.close()
