@@ -1,8 +1,8 @@
 """Stage `predict`: teacher-forced generation on the test split and the API prompts, every model.
 
 Models: predict.models (base, tuned), predict.adapters, predict.openai endpoints; backend hf | vllm.
-Reads:  data/formatted/{test,val}.jsonl, data/seeds/api_prompts.jsonl, models/base, models/tuned,
-        params [seed, model, predict]
+Reads:  data/formatted/{test,val}.jsonl, the API prompts (params api.prompts: .jsonl or .csv),
+        models/base, models/tuned, params [seed, model, predict, api.prompts]
 Writes: data/predictions/<model>.jsonl ({"id": "<example>:<turn>", "output"}), data/predictions/api/<model>.jsonl,
         data/predictions/perplexity.json ({model: {perplexity, val_tokens}}), metrics/predict.json
 Run:    python -m stages.predict data/formatted data/seeds/api_prompts.jsonl models/base models/tuned data/predictions metrics/predict.json
@@ -13,6 +13,7 @@ import time
 from synthtune.core.cli import run_stage, stage
 from synthtune.evaluate.predict import eval_examples, model_roster, open_backend, predict_model, require_turns
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
+from synthtune.evaluate.metrics.api_match import load_api_prompts
 
 log = logging.getLogger("stages.predict")
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     examples = eval_examples(read_jsonl(test_file, allow_empty=True), params.predict.max_dialogues)
     require_turns(examples, test_file)
     val = read_jsonl(args.formatted / "val.jsonl", allow_empty=True)
-    api_prompts = read_jsonl(args.api_prompts)
+    api_prompts = load_api_prompts(args.api_prompts)
     metrics, perplexity = {}, {}
     for spec in model_roster(params.predict, args.tuned):
         started = time.perf_counter()

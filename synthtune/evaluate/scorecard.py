@@ -11,8 +11,9 @@ METRICS (synthtune.evaluate.metrics.registry); the scorecard of one model is, in
 * slices: `<metric>@t1`, `@t2-3`, `@t4-6`, `@t7+` by turn position in the dialogue
   (`score.turn_buckets`), and `<metric>@<source>` when the test split holds several sources, for
   `turns` and each metric's `sliced` keys;
-* every "model" metric: `perplexity` (assistant tokens of val, from predict) and `api_match_*`
-  (synthtune.evaluate.metrics.api_match) when present.
+* every "model" metric: `perplexity` (assistant tokens of val, from predict) and the `api_*` keys
+  (synthtune.evaluate.metrics.api_match: documents `api.docs`, prompts `api.prompts`) when present;
+  an undefined ratio (precision of a model that makes no API call) is left out, never written as 0.
 
 `majority` is the majority-class baseline: the most frequent training intent and the most
 frequent training reply, for every turn.

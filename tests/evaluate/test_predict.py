@@ -1,5 +1,6 @@
 """Generation: batching is exact, decoding knobs map to transformers, backends, roster, perplexity."""
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -98,6 +99,45 @@ def test_unannotated_chat_turns_are_scored_as_replies_and_empty_tests_are_an_err
     assert keys == ["q:2", "q:4"] and conversations[1][-1] == {"role": "user", "content": "c?"}
     with pytest.raises(InputError, match="test.jsonl: the test split is empty"):
         require_turns([], "test.jsonl")
+
+
+def test_api_prompts_from_a_csv_without_references_are_answered(tmp_path, root, capsys, monkeypatch):
+    from synthtune.evaluate.metrics.api_match import load_api_prompts
+    from synthtune.evaluate.predict import predict_model
+
+    class Echo:                                  # a backend that answers with the last user message
+        def generate(self, conversations, gen):
+            self.max_new_tokens = gen.max_new_tokens
+            return [c[-1]["content"].upper() for c in conversations]
+
+        def perplexity(self, examples):
+            return None
+
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text('prompt\n"Draw a box, then wait"\nShow a button\n', encoding="utf-8")
+    backend = Echo()
+    _, api_rows, stats = predict_model(backend, [], load_api_prompts(prompts), [], PredictParams())
+    assert api_rows == [{"id": "line2", "output": "DRAW A BOX, THEN WAIT"}, {"id": "line3", "output": "SHOW A BUTTON"}]
+    assert stats["api_prompts"] == 2 and backend.max_new_tokens == PredictParams().api_max_new_tokens
+    # the stage reads the API prompts through the same loader: a CSV without the column is one line
+    from synthtune.core.cli import run_stage
+    from stages import predict
+
+    (tmp_path / "formatted").mkdir()
+    (tmp_path / "formatted" / "test.jsonl").write_text(json.dumps(
+        {"id": "d", "source": "s", "gold": [], "messages": [{"role": "user", "content": "q"},
+                                                            {"role": "assistant", "content": "a"}]}) + "\n")
+    (tmp_path / "formatted" / "val.jsonl").write_text("")
+    prompts.write_text("question\nx\n")
+    monkeypatch.setattr(sys, "argv", ["predict", str(tmp_path / "formatted"), str(prompts), str(tmp_path / "b"),
+                                      str(tmp_path / "t"), str(tmp_path / "out"), str(tmp_path / "m.json"),
+                                      "--params", str(root / "params.yaml")])
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(predict.main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f'error: {prompts}: CSV has no "prompt" column (header: [\'question\']); expected .jsonl '
+        '({"id"?, "prompt", "reference"?} per line) or .csv (header with a "prompt" column; "id", "reference" optional)')
 
 
 def test_roster_default_adapters_and_clashes(tmp_path):

@@ -1,4 +1,5 @@
 """Scoring: evaluate modules, intent/slot metrics on hand-made cases, slices, and predict -> score end to end."""
+import csv
 import json
 import sys
 
@@ -193,8 +194,13 @@ def pipeline(tmp_path_factory, root, dialogues, tiny_model, tiny_tokenizer):
     formatted.mkdir()
     for split, part in (("test", dialogues[:2]), ("val", dialogues[2:4]), ("train", dialogues[4:12])):
         (formatted / f"{split}.jsonl").write_text("".join(json.dumps(to_chat(d)) + "\n" for d in part))
-    prompts = work / "api_prompts.jsonl"
-    prompts.write_text("".join((root / "data/seeds/api_prompts.jsonl").read_text().splitlines(True)[:3]))
+    prompts = work / "api_prompts.csv"           # a CSV prompt set (id, prompt, reference; one without a reference)
+    shipped = [json.loads(line) for line in (root / "data/seeds/api_prompts.jsonl").read_text().splitlines()[:3]]
+    shipped[2]["reference"] = ""
+    with prompts.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "prompt", "reference"])
+        writer.writeheader()
+        writer.writerows(shipped)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["predict"].update(max_new_tokens=6, api_max_new_tokens=6)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -216,7 +222,8 @@ def pipeline(tmp_path_factory, root, dialogues, tiny_model, tiny_tokenizer):
 def test_predict_writes_every_model_and_perplexity(pipeline):
     work, _ = pipeline
     assert sorted(p.name for p in (work / "pred").iterdir()) == ["api", "base.jsonl", "perplexity.json", "tuned.jsonl"]
-    assert len((work / "pred/api/tuned.jsonl").read_text().splitlines()) == 3
+    assert [json.loads(r)["id"] for r in (work / "pred/api/tuned.jsonl").read_text().splitlines()] == [
+        "api01", "api02", "api03"]
     ppl = json.loads((work / "pred/perplexity.json").read_text())
     assert ppl["base"] == ppl["tuned"] and ppl["base"]["perplexity"] > 1 and ppl["base"]["val_tokens"] > 0
 
@@ -229,8 +236,9 @@ def test_scorecard_shape(pipeline):
         assert all(isinstance(v, (int, float)) for v in metrics.values()), name
         assert {"intent_accuracy", "intent_micro_f1", "slot_f1", "bleu", "rouge_1", "rouge_2", "rouge_l", "chrf",
                 "exact_match", "cosine", "out_of_graph_rate", "intent_accuracy@t1", "turns@t2-3"} <= set(metrics)
-    assert "perplexity" in card["tuned"] and "api_match_precision" in card["tuned"]
-    assert "perplexity" not in card["majority"] and "api_match_precision" not in card["majority"]
+    assert "perplexity" in card["tuned"] and card["tuned"]["api_prompts"] == 3
+    assert card["tuned"]["api_prompts_with_reference"] == 2 and "api_no_call_rate" in card["tuned"]
+    assert "perplexity" not in card["majority"] and "api_prompts" not in card["majority"]
     assert (work / "plots/cosine.png").read_bytes()[:4] == b"\x89PNG"
     assert (work / "plots/confusion.csv").read_text().startswith("actual,predicted")
 
@@ -244,7 +252,7 @@ def test_bad_inputs_are_one_line_errors(pipeline, capsys):
     for split in ("test", "val", "train"):
         (empty / f"{split}.jsonl").write_text("")
     with pytest.raises(SystemExit) as exit_info:
-        run(predict, empty, work / "api_prompts.jsonl", work / "base", work / "base", work / "p2", work / "m.json")
+        run(predict, empty, work / "api_prompts.csv", work / "base", work / "base", work / "p2", work / "m.json")
     assert exit_info.value.code == 2
     assert "the test split is empty" in capsys.readouterr().err.strip().splitlines()[-1]
     rows = (work / "pred/base.jsonl").read_text().splitlines()
@@ -252,7 +260,7 @@ def test_bad_inputs_are_one_line_errors(pipeline, capsys):
     bad.mkdir()
     (bad / "base.jsonl").write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(SystemExit):
-        run(score, work / "formatted", bad, "data/seeds/graphs", "data/seeds/api", work / "api_prompts.jsonl",
+        run(score, work / "formatted", bad, "data/seeds/graphs", "data/seeds/api", work / "api_prompts.csv",
             work / "s.json", work / "plots2")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "base.jsonl: prediction ids do not match the references (1 missing" in line
