@@ -241,3 +241,144 @@ def test_api_docs_that_are_not_json(tmp_path):
     with pytest.raises(UserError) as exc:
         load_api_docs(tmp_path / "api")
     assert str(exc.value).startswith(f"{tmp_path / 'api' / 'broken.json'}: API document is not valid JSON")
+
+
+# ------------------------------------------------------------------ params.yaml: one line, with its line
+
+def prepare_error(tmp_path, params: Path) -> str:
+    from stages.prepare import main
+
+    return error_of(main, [tmp_path / "raw", tmp_path / "rej", tmp_path / "out", tmp_path / "m.json",
+                           tmp_path / "plots", "--params", params])
+
+
+def edited_params(tmp_path, old: str, new: str) -> Path:
+    params = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text()
+    assert old in text
+    params.write_text(text.replace(old, new, 1))
+    return params
+
+
+def test_duplicate_params_key(tmp_path):
+    params = edited_params(tmp_path, "  test_fraction: 0.1\n", "  test_fraction: 0.1\n  test_fraction: 0.2\n")
+    first = _line_of(params, "test_fraction")
+    assert prepare_error(tmp_path, params) == (f"error: {params}:{first + 1}: duplicate key 'test_fraction' in prepare "
+                                               f"(first at line {first})")
+
+
+def test_split_fractions_that_leave_no_train_split(tmp_path):
+    params = edited_params(tmp_path, "  val_fraction: 0.1 ", "  val_fraction: 0.9 ")
+    line = _line_of(params, "val_fraction")
+    assert prepare_error(tmp_path, params) == (
+        f"error: {params}:{line}: prepare.val_fraction + prepare.test_fraction (line {line + 1}): must sum to less "
+        "than 1, or nothing is left to train on (got 0.9 + 0.1)")
+
+
+def test_source_name_that_is_not_a_plain_word(tmp_path):
+    params = edited_params(tmp_path, "  recipe_tod:", "  recipe tod:")
+    assert prepare_error(tmp_path, params) == (
+        f"error: {params}:{_line_of(params, 'recipe tod:')}: sources.recipe tod: a source name may hold only letters, "
+        "digits, '_', '.' and '-', and may not start with '.' or '-' (it names the stage generate@<name> and its files) "
+        "(got 'recipe tod')")
+
+
+def test_loader_source_without_a_path(tmp_path):
+    params = write_params(tmp_path, {"mine": {"kind": "csv"}})
+    assert prepare_error(tmp_path, params).endswith(": sources.mine.path: required key is missing")
+
+
+def test_unknown_source_kind(tmp_path):
+    params = write_params(tmp_path, {"mine": {"kind": "parquetz", "path": "x"}})
+    assert "sources.mine.kind: unknown source kind (known: " in prepare_error(tmp_path, params)
+
+
+# ------------------------------------------------------------------ a user's files
+
+def test_csv_delimiter_longer_than_one_character(tmp_path):
+    (tmp_path / "rows.csv").write_text("prompt,response\nhi,hello\n")
+    main, argv = generate(tmp_path, {"kind": "csv", "path": str(tmp_path / "rows.csv"), "options": {"delimiter": "||"}})
+    assert error_of(main, argv) == "error: loader 'csv': option delimiter must be one character, got '||'"
+
+
+def test_source_path_outside_the_repository(tmp_path):
+    from stages.generate import main
+
+    params = write_params(tmp_path, {"s": {"kind": "text", "path": "/etc/passwd"}})
+    msg = error_of(main, ["s", "/etc/passwd", tmp_path / "raw.jsonl", tmp_path / "rejected.jsonl",
+                          tmp_path / "m.json", "--params", params, "--teacher-cache", tmp_path / "cache"])
+    assert msg == (f"error: sources.s.path: '/etc/passwd' is outside the repository ({Path.cwd()}); "
+                   "set sources.s.allow_outside_repo: true to read it")
+
+
+def test_every_row_rejected(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": [oops\n[1, 2]\n')
+    main, argv = generate(tmp_path, {"kind": "chat", "path": str(path)})
+    assert error_of(main, argv) == (f"error: sources.s: all 2 rows of {path} were rejected (reasons in "
+                                    f"{tmp_path / 'rejected.jsonl'}; first: line 1: invalid JSON: Expecting value (column 15))")
+    assert len((tmp_path / "rejected.jsonl").read_text().splitlines()) == 2     # written before the error
+
+
+def test_whitespace_only_file(tmp_path):
+    (tmp_path / "blank.jsonl").write_text("  \n\t\n")
+    main, argv = generate(tmp_path, {"kind": "chat", "path": str(tmp_path / "blank.jsonl")})
+    assert error_of(main, argv) == f"error: {tmp_path / 'blank.jsonl'}: file is empty (only whitespace)"
+
+
+def test_csv_with_a_header_and_no_rows(tmp_path):
+    (tmp_path / "rows.csv").write_text("prompt,response\n")
+    main, argv = generate(tmp_path, {"kind": "csv", "path": str(tmp_path / "rows.csv")})
+    assert error_of(main, argv) == f"error: sources.s: {tmp_path / 'rows.csv'} has no rows"
+
+
+def test_a_byte_order_mark_keeps_the_first_row(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(json.dumps(g).encode() for g in GOOD) + b"\n")
+    main, argv = generate(tmp_path, {"kind": "chat", "path": str(path)})
+    main([str(a) for a in argv])
+    assert len((tmp_path / "raw.jsonl").read_text().splitlines()) == 3
+
+
+def test_prepare_with_a_source_that_was_never_generated(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "rej").mkdir()
+    for name in ("qa_docs", "recipe_tod"):
+        (tmp_path / "raw" / f"{name}.jsonl").write_text("")
+        (tmp_path / "rej" / f"{name}.jsonl").write_text("")
+    assert prepare_error(tmp_path, ROOT / "params.yaml") == (
+        f"error: {tmp_path / 'raw' / 'shop_tod.jsonl'}: file not found (sources.shop_tod has not been generated: "
+        "run `dvc repro generate@shop_tod`)")
+
+
+# ------------------------------------------------------------------ the API-match inputs
+
+def test_api_document_of_an_unknown_shape(tmp_path):
+    from synthtune.evaluate.metrics.api_match import load_api_docs
+
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "doc.json").write_text('{"endpoints": []}')
+    with pytest.raises(UserError) as exc:
+        load_api_docs(tmp_path / "api")
+    assert str(exc.value).startswith(f"{tmp_path / 'api' / 'doc.json'}: unknown API document shape (keys ['endpoints'])")
+
+
+def test_api_prompts_csv_without_a_prompt_column(tmp_path):
+    from synthtune.evaluate.metrics.api_match import load_api_prompts
+
+    (tmp_path / "p.csv").write_text("question\nhow?\n")
+    with pytest.raises(UserError) as exc:
+        load_api_prompts(tmp_path / "p.csv")
+    assert str(exc.value).startswith(f"{tmp_path / 'p.csv'}: CSV has no \"prompt\" column (header: ['question'])")
+
+
+# ------------------------------------------------------------------ the wrong interpreter
+
+def test_a_stage_started_by_a_python_without_the_project_stops_at_once():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-S", "-m", "stages.select", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1
+    assert out.stderr.startswith(f"error: this Python ({sys.executable}) lacks ")
+    assert "source .venv/bin/activate" in out.stderr
