@@ -355,7 +355,7 @@ def _source_name(name: str) -> str:
 class Params(Section):
     seed: int = 42
     model: ModelParams = ModelParams()
-    sources: dict[Annotated[str, AfterValidator(_source_name)], AnySource]
+    sources: dict[Annotated[str, AfterValidator(_source_name)], AnySource] = Field(min_length=1)   # nothing to prepare else
     teacher: TeacherParams = TeacherParams()
     prepare: PrepareParams = PrepareParams()
     select: SelectParams = SelectParams()

@@ -248,3 +248,12 @@ def test_source_names_with_dots_dashes_and_digits_load(tmp_path, root):
     path, _ = _add_source(tmp_path, root, "    kind: csv\n    path: x.csv\n")
     path.write_text(path.read_text().replace("  mine:\n", "  2024_v1.2-de:\n", 1))
     assert "2024_v1.2-de" in load_params(path).sources
+
+
+def test_params_without_any_source_are_refused(tmp_path, root):
+    text = (root / "params.yaml").read_text()
+    start, end = text.index("\nsources:"), text.index("\nteacher:")
+    path = tmp_path / "params.yaml"
+    path.write_text(text[:start] + "\nsources: {}" + text[end:])
+    with pytest.raises(ParamsError, match=r"params.yaml:\d+: sources: Dictionary should have at least 1 item"):
+        load_params(path)
