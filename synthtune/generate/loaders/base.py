@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,18 +392,25 @@ def iter_objects(path: Path, rows: RowBuilder) -> Iterator[tuple[Where, dict]]:
             yield where, obj
 
 
-def load_object_rows(path: Path, rows: RowBuilder, mapping: dict,
-                     convert: Callable[[dict, dict], list[dict] | str]) -> None:
-    """One record per JSON object of a JSONL file or JSON array: `convert(obj, mapping)` gives its
-    messages (a list) or its text (a str); the mapping's `group` field, if any, its group."""
-    for where, obj in iter_objects(path, rows):
+def add_converted(rows: RowBuilder, items: Iterable[tuple[Where, dict]], mapping: dict,
+                  convert: Callable[[dict, dict], list[dict] | str], meta: dict | None = None) -> None:
+    """One record per (where, object): `convert(obj, mapping)` gives its messages (a list) or its
+    text (a str), the mapping's `group` field, if any, its group; a RowError rejects the row."""
+    for where, obj in items:
         try:
             body = convert(obj, mapping)
             group = group_value(obj, mapping.get("group"))
         except RowError as exc:
             rows.reject(where, str(exc), exc.code)
             continue
+        extra = dict(meta) if meta else None
         if isinstance(body, str):
-            rows.add(where, text=body, group=group)
+            rows.add(where, text=body, group=group, meta=extra)
         else:
-            rows.add(where, messages=body, group=group)
+            rows.add(where, messages=body, group=group, meta=extra)
+
+
+def load_object_rows(path: Path, rows: RowBuilder, mapping: dict,
+                     convert: Callable[[dict, dict], list[dict] | str]) -> None:
+    """One record per JSON object of a JSONL file or JSON array (see add_converted)."""
+    add_converted(rows, iter_objects(path, rows), mapping, convert)

@@ -12,7 +12,7 @@ from pathlib import Path
 from synthtune.core.errors import InputError
 from synthtune.core.io import require_file
 from synthtune.generate.loaders.alpaca import ALPACA_FIELDS, alpaca_messages
-from synthtune.generate.loaders.base import RowBuilder, RowError, Where, group_value, one_line, register_loader
+from synthtune.generate.loaders.base import RowBuilder, Where, add_converted, one_line, register_loader
 from synthtune.generate.loaders.chat import chat_messages
 
 LOCAL_HF_BUILDERS = ("json", "parquet", "csv", "text")
@@ -51,12 +51,5 @@ def load_hf(path: Path | None, rows: RowBuilder, mapping: dict, options: dict, e
     base_meta = {"dataset": dataset, "split": options["split"]}
     if options["config"] is not None:
         base_meta["config"] = options["config"]
-    for index, row in enumerate(ds):
-        where = Where(None, row=index + 1)
-        try:
-            messages = convert(row, mapping)
-            group = group_value(row, mapping.get("group"))
-        except RowError as exc:
-            rows.reject(where, str(exc), exc.code)
-            continue
-        rows.add(where, messages=messages, group=group, meta=dict(base_meta))
+    add_converted(rows, ((Where(None, row=index + 1), row) for index, row in enumerate(ds)), mapping, convert,
+                  meta=base_meta)
