@@ -11,6 +11,7 @@ import logging
 import time
 
 from synthtune.core.cli import run_stage, stage
+from synthtune.model.precision import resolve_dtype
 from synthtune.evaluate.predict import eval_examples, model_roster, open_backend, predict_model, require_turns
 from synthtune.core.io import read_jsonl, write_json, write_jsonl
 from synthtune.evaluate.metrics.api_match import load_api_prompts
@@ -29,12 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     for spec in model_roster(params.predict, args.tuned):
         started = time.perf_counter()
         with open_backend(spec, args.base, params.predict.backend, seed=params.seed,
-                          trust_remote_code=params.model.trust_remote_code) as backend:
+                          trust_remote_code=params.model.trust_remote_code, dtype=params.model.dtype) as backend:
             rows, api_rows, stats = predict_model(backend, examples, api_prompts, val, params.predict)
         write_jsonl(args.out / f"{spec.name}.jsonl", rows)
         write_jsonl(args.out / "api" / f"{spec.name}.jsonl", api_rows)
         perplexity[spec.name] = {k: stats[k] for k in ("perplexity", "val_tokens") if k in stats}
-        metrics[spec.name] = {**stats, "seconds": round(time.perf_counter() - started, 1)}
+        metrics[spec.name] = {**stats, "dtype": resolve_dtype(params.model.dtype),
+                              "seconds": round(time.perf_counter() - started, 1)}
     write_json(args.out / "perplexity.json", perplexity)
     write_json(args.metrics, metrics)
     log.info("predicted: %s", metrics)

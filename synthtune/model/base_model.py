@@ -221,14 +221,20 @@ def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_base(base_dir: Path, trust_remote_code: bool = False, qlora: QloraParams | None = None):
+def load_base(base_dir: Path, trust_remote_code: bool = False, qlora: QloraParams | None = None,
+              dtype: str = "float32"):
     """Load (model, tokenizer) from a base_model stage output (tiny on disk, or the pinned hub model).
 
-    With `qlora`, the linear layers are loaded as 4-bit bitsandbytes `Linear4bit` modules.
+    With `qlora`, the linear layers are loaded as 4-bit bitsandbytes `Linear4bit` modules. `dtype`
+    (a `model.dtype` value, `auto` resolved by synthtune.model.precision) is the weights' dtype;
+    training loads fp32 master weights and computes under autocast.
     """
     from transformers import AutoModelForCausalLM
 
+    from synthtune.model.precision import torch_dtype
+
     source, kwargs = model_source(base_dir)
+    kwargs["dtype"] = torch_dtype(dtype)
     if qlora is not None:
         kwargs["quantization_config"] = quantization_config(qlora)
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, source,
@@ -236,9 +242,11 @@ def load_base(base_dir: Path, trust_remote_code: bool = False, qlora: QloraParam
     return model, load_tokenizer(base_dir, trust_remote_code)
 
 
-def load_tuned(base_dir: Path, tuned_dir: Path, trust_remote_code: bool = False):
-    """Load the fine-tuned model: a LoRA adapter merged into its base, or full weights."""
+def load_tuned(base_dir: Path, tuned_dir: Path, trust_remote_code: bool = False, dtype: str = "float32"):
+    """Load the fine-tuned model: a LoRA adapter merged into its base (in fp32, then cast), or full weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthtune.model.precision import torch_dtype
 
     tuned_dir = Path(tuned_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(tuned_dir))
@@ -246,9 +254,10 @@ def load_tuned(base_dir: Path, tuned_dir: Path, trust_remote_code: bool = False)
         from peft import PeftModel
 
         base, _ = load_base(base_dir, trust_remote_code)
-        model = PeftModel.from_pretrained(base, str(tuned_dir)).merge_and_unload()
+        model = PeftModel.from_pretrained(base, str(tuned_dir)).merge_and_unload().to(torch_dtype(dtype))
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(tuned_dir), trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(str(tuned_dir), trust_remote_code=trust_remote_code,
+                                                     dtype=torch_dtype(dtype))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -314,3 +314,28 @@ def test_train_stage_runs_two_process_ddp_through_accelerate(rows, base_dir, tmp
         "README.md", "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja", "tokenizer.json",
         "tokenizer_config.json"]
     assert result.stderr.count("trained: {") == 1   # metrics written once, by rank 0
+
+
+def test_the_final_evaluation_reuses_the_logged_one_of_the_same_weights():
+    """No second pass over val when the trainer already evaluated the weights the run ends with."""
+    from types import SimpleNamespace
+
+    from synthtune.model.training import final_evaluation
+
+    class Trainer:
+        def __init__(self, load_best, best, step):
+            self.args = SimpleNamespace(load_best_model_at_end=load_best)
+            self.state = SimpleNamespace(best_model_checkpoint=best, global_step=step, log_history=[
+                {"loss": 1.0, "step": 32}, {"eval_loss": 0.5, "step": 32}, {"eval_loss": 0.7, "step": 64}])
+            self.evaluated = 0
+
+        def evaluate(self):
+            self.evaluated += 1
+            return {"eval_loss": 0.9}
+
+    last = Trainer(False, None, 64)
+    assert final_evaluation(last)["eval_loss"] == 0.7 and last.evaluated == 0
+    best = Trainer(True, "/ckpt/checkpoint-32", 64)          # the reloaded best model: its logged evaluation
+    assert final_evaluation(best)["eval_loss"] == 0.5 and best.evaluated == 0
+    unlogged = Trainer(False, None, 70)                       # stopped between evaluations: evaluate now
+    assert final_evaluation(unlogged)["eval_loss"] == 0.9 and unlogged.evaluated == 1
