@@ -78,7 +78,7 @@ def test_chat_prompt_is_the_generation_prompt(dialogues, tiny_tokenizer):
 
 def test_chat_rows_are_unchanged(dialogues, tiny_tokenizer):
     """The default rendering (chat) writes what format wrote before other renderings existed (predict and score read it)."""
-    params = FormatParams(max_length=300)
+    params = FormatParams(max_length=300, instruction=False)
     rows, counts = format_split(dialogues, tiny_tokenizer, params)
     expected = [f for f in (fit_length(to_chat(d), tiny_tokenizer, params) for d in dialogues) if f is not None]
     assert rows == expected
@@ -86,9 +86,41 @@ def test_chat_rows_are_unchanged(dialogues, tiny_tokenizer):
     assert counts["examples"] == len(rows) and counts["truncated"] > 0
 
 
+def test_chat_instruction_lists_the_train_intents_and_is_never_trained(dialogues, tiny_tokenizer):
+    """format.instruction: every annotated chat row starts with one system message naming the source's
+    train intents and the output layout (what a zero-shot base model needs); its tokens carry no loss,
+    gold indices move with it, and rows without annotations get none."""
+    from synthtune.model.formats.instruction import instruction_text
+
+    data = splits(dialogues)
+    data["test"] = data["test"] + [DOC_QA]
+    out = format_splits(data, tiny_tokenizer, FormatParams(max_length=4096))
+    train_intents = sorted({m["annotations"]["intent"] for d in data["train"] for m in d["messages"]
+                            if "intent" in (m.get("annotations") or {})})
+    assert out.intents == {"recipe_tod": train_intents}
+    for split, rows in out.rows.items():
+        for row in rows:
+            if not row["gold"]:
+                assert row["messages"][0]["role"] == "user"       # document QA: no instruction
+                continue
+            assert row["messages"][0] == {"role": "system", "content": instruction_text(train_intents)}
+            for turn in row["gold"]:
+                assert parse_annotation(row["messages"][turn["index"]]["content"])[0] == turn["intent"]
+            ids, mask = trl_view(row, tiny_tokenizer)
+            system_end = len(tiny_tokenizer.apply_chat_template(row["messages"][:1], tokenize=True,
+                                                                 return_dict=True)["input_ids"])
+            assert not any(mask[:system_end]) and any(mask)
+    assert "first write one line of JSON" in instruction_text(["a", "b"]) and instruction_text(["a", "b"]).endswith("a, b.")
+    assert manifest(FormatParams(), tiny_tokenizer, out.intents)["intents"] == out.intents   # predict re-renders from it
+    plain = format_splits(data, tiny_tokenizer, FormatParams(max_length=4096, instruction=False))
+    assert all(r["messages"][0]["role"] == "user" for r in plain.rows["train"]) and plain.intents == {}
+
+
 def test_every_rendering_scores_the_same_turns(dialogues, tiny_tokenizer):
     def turn_ids(template):
-        rows, _ = format_split(dialogues[:6], tiny_tokenizer, FormatParams(template=template, max_length=4096))
+        # (the chat instruction, like few-shot shots, is one more message: turn indices move by one)
+        rows, _ = format_split(dialogues[:6], tiny_tokenizer, FormatParams(template=template, max_length=4096,
+                                                                           instruction=False))
         return sorted(f"{r['id']}:{t['index']}" for r in rows for t in r["gold"])
     assert len({tuple(turn_ids(t)) for t in RENDERING_NAMES}) == 1
 
@@ -337,6 +369,6 @@ def test_the_character_bound_never_changes_a_result(tiny_tokenizer, monkeypatch)
         if not bounded:   # no vocabulary bound: every row is tokenized whole, as before
             monkeypatch.setattr(length_fit, "max_token_chars", lambda tokenizer: None)
         results[bounded] = [format_split(records, tiny_tokenizer, FormatParams(template=t, max_length=max_length,
-                                                                               overflow=o))
+                                                                               overflow=o, instruction=False))
                             for t in ("chat", "qa", "text") for o in ("drop", "truncate_turns")]
     assert results[True] == results[False]

@@ -5,7 +5,7 @@ train copies it next to the model; predict, RAG and `render_records` render new 
 from __future__ import annotations
 
 from synthtune.core.config import FormatParams
-from synthtune.model.formats.renderings import rendering_for
+from synthtune.model.formats.renderings import lists_intents, rendering_for
 
 MANIFEST_VERSION = 1
 
@@ -15,6 +15,6 @@ def manifest(params: FormatParams, tokenizer, intents: dict[str, list[str]] | No
     rendering = rendering_for(params.template)
     out = {"version": MANIFEST_VERSION, **params.model_dump(), "fields": list(rendering.fields),
            "loss": rendering.loss, "eos_token": tokenizer.eos_token}
-    if rendering.intent_header:
-        out["intents"] = dict(intents or {})   # the header of each source's prompts
+    if lists_intents(rendering, params):
+        out["intents"] = dict(intents or {})   # the header / instruction of each source's prompts
     return out

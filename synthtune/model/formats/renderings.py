@@ -19,6 +19,7 @@ from functools import partial
 from synthtune.core.config import FormatParams
 from synthtune.core.errors import ParamsError
 from synthtune.model.formats.few_shot import ShotIndex, chat_with_shots, with_shots
+from synthtune.model.formats.instruction import with_instruction
 from synthtune.model.formats.layouts import (Layout, render_alpaca, render_qa, render_seq2seq, render_syntod,
                                              turn_specs)
 from synthtune.model.formats.length_fit import cannot_fit, chat_cannot_fit, fit_length, fit_spec, fit_text
@@ -31,7 +32,7 @@ class SplitState:
     tokenizer: object
     params: FormatParams
     shot_index: ShotIndex | None
-    intents: dict[str, list[str]]                          # syntod header, per source
+    intents: dict[str, list[str]]                          # syntod header / chat instruction, per source
     counts: Counter = field(default_factory=Counter)
     lengths: list[int] = field(default_factory=list)       # tokens of every written row
     prompts: list[int] = field(default_factory=list)       # tokens of every bare (shot-less) first prompt
@@ -74,8 +75,15 @@ def rendering_for(name: str) -> Rendering:
 
 # ---------------------------------------------------------------- row builders
 
+def lists_intents(rendering: Rendering, params: FormatParams) -> bool:
+    """Whether rows name their source's train intents: the SynTOD header, or the chat instruction."""
+    return rendering.intent_header or (rendering.name == "chat" and params.instruction)
+
+
 def chat_rows(example: dict, record: dict, state: SplitState) -> list[dict]:
     tokenizer, params, counts = state.tokenizer, state.params, state.counts
+    if params.instruction:
+        example = with_instruction(example, state.intents.get(example["source"], ()))
     # a row known too long by its characters (length_fit.cannot_fit) is never tokenized whole: a first
     # prompt that long goes unmeasured (the shortest-prompt check is about prompts a larger max_length
     # would fit), and the row takes no shots (they are taken out again when it does not fit)

@@ -14,7 +14,7 @@ from synthtune.core.errors import ParamsError
 from synthtune.model.formats.annotations import to_chat
 from synthtune.model.formats.few_shot import ShotIndex
 from synthtune.model.formats.length_stats import percentile
-from synthtune.model.formats.renderings import SplitState, rendering_for
+from synthtune.model.formats.renderings import SplitState, lists_intents, rendering_for
 
 
 @dataclass
@@ -61,12 +61,12 @@ def format_split(records: list[dict], tokenizer, params: FormatParams) -> tuple[
 
 
 def syntod_intents(train: Sequence[dict], params: FormatParams) -> dict[str, list[str]]:
-    """The SynTOD header's allowed intents, per source: every intent annotated in its train records.
+    """The allowed intents (SynTOD header, chat instruction), per source: every intent annotated in train.
 
     Empty for renderings without an intent header.
     """
     found: dict[str, set[str]] = {}
-    for record in train if rendering_for(params.template).intent_header else ():
+    for record in train if lists_intents(rendering_for(params.template), params) else ():
         for message in record.get("messages") or []:
             if message["role"] == "user" and "intent" in (message.get("annotations") or {}):
                 found.setdefault(record["source"], set()).add(message["annotations"]["intent"])
@@ -96,6 +96,6 @@ def render_records(records: list[dict], tokenizer, info: dict) -> list[dict]:
     What predict, RAG or a serving script use for inputs that did not come through the format stage.
     """
     params = FormatParams(template=rendering_for(info.get("template", "chat")).name, max_length=info["max_length"],
-                          overflow=info["overflow"])
+                          overflow=info["overflow"], instruction=info.get("instruction", False))
     rows, _, _ = _format_split(records, tokenizer, params, None, info.get("intents") or {})
     return rows
