@@ -2,7 +2,7 @@
 
 Reads:  data/seeds/docs, data/seeds/rag_questions.jsonl, models/base, models/tuned,
         params [seed, model, rag, predict.backend/models/adapters/openai]
-Writes: metrics/rag.json ({model: {cosine, hit_at_k, ...}}), plots/rag/chunks.csv (chunk lengths),
+Writes: metrics/rag.json ({model: {cosine, hit_at_k, cosine_<retriever>, ...}}), plots/rag/chunks.csv (chunk lengths),
         plots/rag/chunk_lengths.png (histogram), plots/rag/cosine.png (answer cosine per model)
 Run:    python -m stages.rag data/seeds/docs data/seeds/rag_questions.jsonl models/base models/tuned metrics/rag.json plots/rag
 """
@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
                             load_tokenizer(args.base, trust), params.rag)
     results, cosines = {}, {}
     for spec in model_roster(params.predict, args.tuned):
-        with open_backend(spec, args.base, params.predict.backend, seed=params.seed, trust_remote_code=trust) as backend:
-            answers = backend.generate([r["messages"] for r in bench.rows], params.rag.generation())
-        results[spec.name], cosines[spec.name] = score_answers(bench, answers, params.rag.embedder)
+        with open_backend(spec, args.base, params.predict.backend, seed=params.seed, trust_remote_code=trust,
+                          dtype=params.model.dtype) as backend:
+            answers = backend.generate(bench.prompts(), params.rag.generation())
+        results[spec.name], cosines[spec.name] = score_answers(bench, bench.answers_by_retriever(answers),
+                                                               params.rag.embedder)
     write_json(args.metrics, results)
     write_csv(args.plots / "chunks.csv", [{"chunk": i, "tokens": c["tokens"]} for i, c in enumerate(bench.chunks)])
     histogram(args.plots / "chunk_lengths.png", [c["tokens"] for c in bench.chunks], "chunk lengths", "tokens")

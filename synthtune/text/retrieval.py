@@ -1,4 +1,4 @@
-"""Retrieval: one BM25 and one TF-IDF index, a registry of retrievers by name, the catalog retriever.
+"""Retrieval: BM25, TF-IDF and dense indexes, a registry of retrievers by name, the catalog retriever.
 
 Every retriever is built on a list of texts and answers `scores(queries)` (one row of scores per
 query, one column per text) and `search(queries, k)` (the top-k text indices per query). Ranking
@@ -9,9 +9,12 @@ of the summation).
 * `Bm25Index` (bm25s, Lucene scoring, English stop words removed). A query of stop words only
   matches nothing: every score is 0 and the ranking is the text order.
 * `TfidfIndex`: cosine of TF-IDF vectors (sublinear tf, word uni+bigrams, English stop words).
-* `RETRIEVERS` = {"bm25": Bm25Index, "tfidf": TfidfIndex}; `make_retriever(kind, texts)`. A new
-  retriever (a dense one over synthtune.text.embeddings, say) is a class with `scores(queries)`
-  registered with `@register_retriever("<name>")`.
+* `DenseIndex`: cosine of sentence-transformers embeddings (synthtune.text.embeddings; MiniLM by
+  default, the embedder David & Goliath retrieves with), vectors cached like selection's. Scores
+  are rounded to 5 decimals before ranking so float noise between machines does not reorder ties.
+* `RETRIEVERS` = {"bm25": Bm25Index, "tfidf": TfidfIndex, "dense": DenseIndex};
+  `make_retriever(kind, texts, **options)` (options go to the class: `embedder` for dense). A new
+  retriever is a class with `scores(queries)` registered with `@register_retriever("<name>")`.
 * `CatalogRetriever`: what the dialogue simulator shows as search results. It ranks a catalog
   for a query with BM25 over one text per item; the items are sorted by id first, so ties are
   broken by item id and the ranking never depends on catalog order. Rankings are cached per query.
@@ -34,8 +37,8 @@ def register_retriever(name: str):
     return add
 
 
-def make_retriever(kind: str, texts: Sequence[str]):
-    return RETRIEVERS[kind](texts)
+def make_retriever(kind: str, texts: Sequence[str], **options):
+    return RETRIEVERS[kind](texts, **options)
 
 
 def rank(scores: np.ndarray, decimals: int | None = None) -> np.ndarray:
@@ -95,6 +98,25 @@ class TfidfIndex(Retriever):
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         return (self.vectorizer.transform(queries) @ self.matrix.T).toarray()
+
+
+@register_retriever("dense")
+class DenseIndex(Retriever):
+    """Cosine retrieval over L2-normalized sentence embeddings (`embedder`: sentence-transformers:<model>)."""
+
+    decimals = 5
+
+    def __init__(self, texts: Sequence[str], embedder: str = "sentence-transformers:minilm"):
+        from synthtune.text.embeddings import embed_texts
+
+        self.embedder = embedder
+        self.matrix, _ = embed_texts(list(texts), embedder, dims=0, seed=0)
+
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        from synthtune.text.embeddings import embed_texts
+
+        vectors, _ = embed_texts(list(queries), self.embedder, dims=0, seed=0)
+        return vectors @ self.matrix.T
 
 
 class CatalogRetriever:

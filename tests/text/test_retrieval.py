@@ -1,24 +1,24 @@
-"""Retrieval: one BM25, one TF-IDF, the registry, rankings and their tie-breaks, the catalog retriever."""
+"""Retrieval: BM25, TF-IDF, dense (MiniLM), the registry, rankings and their tie-breaks, the catalog retriever."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from synthtune.text.retrieval import (RETRIEVERS, Bm25Index, CatalogRetriever, Retriever, TfidfIndex, make_retriever,
-                                      rank, register_retriever)
+from synthtune.text.retrieval import (RETRIEVERS, Bm25Index, CatalogRetriever, DenseIndex, Retriever, TfidfIndex,
+                                      make_retriever, rank, register_retriever)
 
 TEXTS = ["knife skills: a brunoise is a fine dice", "bread needs yeast and a long rise", "store rice in the fridge"]
 
 
-def test_both_retrievers_find_the_obvious_chunk():
+def test_every_retriever_finds_the_obvious_chunk():
     texts = TEXTS
-    for kind in ("bm25", "tfidf"):
+    for kind in ("bm25", "tfidf", "dense"):
         assert make_retriever(kind, texts).search(["how fine is a brunoise dice?", "what makes bread rise"], 1).tolist() == [[0], [1]]
 
 
 def test_registry_and_score_vectors():
-    assert RETRIEVERS == {"bm25": Bm25Index, "tfidf": TfidfIndex}
-    for kind in RETRIEVERS:
+    assert RETRIEVERS == {"bm25": Bm25Index, "tfidf": TfidfIndex, "dense": DenseIndex}
+    for kind in ("bm25", "tfidf"):   # lexical: a query of stop words scores nothing
         scores = make_retriever(kind, TEXTS).scores(["bread rise", "the and of"])
         assert scores.shape == (2, 3) and scores[0].argmax() == 1
         assert not scores[1].any()                       # stop words only: nothing matches
@@ -64,3 +64,13 @@ def test_catalog_ranking_ignores_catalog_order_and_breaks_ties_by_id():
     assert [it["id"] for it in forward.ranked("the of")] == ["a", "b", "c", "d"]      # no match: id order
     assert [it["id"] for it in forward.ranked("garlic", exclude="b")] == ["d", "a", "c"]
     assert [it["id"] for it in forward.items] == ["a", "b", "c", "d"]
+
+
+def test_dense_retrieval_matches_meaning_not_words():
+    """MiniLM cosine: a paraphrase with no content word in common still finds its text, where the
+    lexical retrievers score nothing."""
+    query = ["how small should the cubes be when I chop vegetables very finely?"]
+    dense = make_retriever("dense", TEXTS)
+    scores = dense.scores(query)
+    assert scores.shape == (1, 3) and dense.search(query, 1).tolist() == [[0]]
+    assert -1.0 <= scores.min() and scores.max() <= 1.0 + 1e-6
