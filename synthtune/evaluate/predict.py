@@ -60,7 +60,7 @@ def model_roster(params: PredictParams, tuned_dir: Path) -> list[ModelSpec]:
 
 @contextmanager
 def open_backend(spec: ModelSpec, base_dir: Path, backend: str, *, trust_remote_code: bool = False,
-                 seed: int = 0) -> Iterator:
+                 seed: int = 0, dtype: str = "float32") -> Iterator:
     """The backend that runs one roster entry; frees the model when the block ends."""
     if spec.endpoint is not None:
         from synthtune.llm.backends.openai import OpenAIBackend
@@ -74,8 +74,8 @@ def open_backend(spec: ModelSpec, base_dir: Path, backend: str, *, trust_remote_
     else:
         from synthtune.model.base_model import load_base, load_tuned
 
-        model, tokenizer = (load_tuned(base_dir, spec.adapter, trust_remote_code) if spec.adapter
-                            else load_base(base_dir, trust_remote_code))
+        model, tokenizer = (load_tuned(base_dir, spec.adapter, trust_remote_code, dtype=dtype) if spec.adapter
+                            else load_base(base_dir, trust_remote_code, dtype=dtype))
         yield HFBackend(model, tokenizer, seed)
     import gc
 
@@ -85,8 +85,19 @@ def open_backend(spec: ModelSpec, base_dir: Path, backend: str, *, trust_remote_
 # --- what predict generates -------------------------------------------------------------------------
 
 def eval_examples(examples: list[dict], max_dialogues: int) -> list[dict]:
-    """The test dialogues that predict generates for and score scores: the first N (0: all)."""
-    return examples[: max_dialogues or None]
+    """The test examples that predict generates for and score scores: the first N of each source, in
+    file order (0: all). Per source, so a small source (document QA) is never crowded out by the
+    dialogue sources that precede it in the file."""
+    if not max_dialogues:
+        return list(examples)
+    taken: dict[str, int] = {}
+    kept = []
+    for example in examples:
+        source = example.get("source", "")
+        if taken.get(source, 0) < max_dialogues:
+            taken[source] = taken.get(source, 0) + 1
+            kept.append(example)
+    return kept
 
 
 def turn_id(example: dict, turn: dict) -> str:

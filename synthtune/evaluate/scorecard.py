@@ -5,9 +5,12 @@ reads as a table. Each metric family is one file in synthtune/evaluate/metrics, 
 METRICS (synthtune.evaluate.metrics.registry); the scorecard of one model is, in order:
 
 * `turns` and every "turns" metric on the scored turns (teacher-forced on the gold history):
-  dialogue_state (intent accuracy / macro F1 / micro P-R-F1, out-of-graph and unparsed rates,
+  dialogue_state (intent accuracy / macro F1 / micro P-R-F1, raw and mapped to the nearest graph
+  intent, out-of-graph and unparsed rates,
   token-level slot P-R-F1), text (`bleu`, `chrf`, `rouge_1`, `rouge_2`, `rouge_l` 0-100,
   `exact_match`), cosine (`cosine`, `cosine_median` 0-1 against the gold reply);
+* `intent_accuracy_ci_low/high`, `slot_f1_ci_low/high`: percentile 95% intervals from
+  `score.bootstrap` resamples of the test dialogues (seeded by `seed`);
 * slices: `<metric>@t1`, `@t2-3`, `@t4-6`, `@t7+` by turn position in the dialogue
   (`score.turn_buckets`), and `<metric>@<source>` when the test split holds several sources, for
   `turns` and each metric's `sliced` keys;
@@ -24,6 +27,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from synthtune.core.errors import InputError
 from synthtune.core.io import read_jsonl
@@ -52,7 +57,7 @@ def known_intents(graph_dir: Path) -> set[str]:
 
 def references(examples: Sequence[dict]) -> dict[str, dict]:
     """{turn id: gold turn + its 1-based position among the dialogue's scored turns and its source}."""
-    return {turn_id(ex, turn): {**turn, "position": pos, "source": ex.get("source", "")}
+    return {turn_id(ex, turn): {**turn, "position": pos, "source": ex.get("source", ""), "dialogue": ex["id"]}
             for ex in examples for pos, turn in enumerate(eval_turns(ex), start=1)}
 
 
@@ -112,9 +117,44 @@ def slices(turns: Turns, turn_buckets: Sequence[int]) -> dict[str, list[int]]:
     return out
 
 
-def score_model(ctx: MetricContext, turn_buckets: Sequence[int] = (1, 2, 4, 7)) -> dict:
-    """The turn metrics of one model, overall and by slice (`turns` and each metric's sliced keys)."""
+BOOTSTRAPPED = ("intent_accuracy", "slot_f1")   # the headline figures that get 95% intervals
+
+
+def bootstrap_intervals(ctx: MetricContext, resamples: int, seed: int) -> dict:
+    """Percentile 95% intervals of the headline dialogue-state figures: test dialogues (not turns, which
+    are correlated within a dialogue) resampled with replacement `resamples` times, seeded.
+
+    `<key>_ci_low` / `<key>_ci_high` for each key of BOOTSTRAPPED the model has; {} without intents."""
+    from synthtune.evaluate.metrics.dialogue_state import dialogue_state
+
+    if not resamples or not dialogue_state(ctx):
+        return {}
+    groups: dict[str, list[int]] = {}
+    for i, ref in enumerate(ctx.turns.refs):
+        groups.setdefault(ref.get("dialogue", ""), []).append(i)
+    members = list(groups.values())
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {key: [] for key in BOOTSTRAPPED}
+    for _ in range(resamples):
+        index = [i for g in rng.integers(len(members), size=len(members)) for i in members[g]]
+        values = dialogue_state(replace(ctx, turns=ctx.turns.subset(index)))
+        for key in BOOTSTRAPPED:
+            if key in values:
+                samples[key].append(values[key])
+    out = {}
+    for key, values in samples.items():
+        if values:
+            low, high = np.percentile(values, [2.5, 97.5])
+            out.update({f"{key}_ci_low": round(float(low), 4), f"{key}_ci_high": round(float(high), 4)})
+    return out
+
+
+def score_model(ctx: MetricContext, turn_buckets: Sequence[int] = (1, 2, 4, 7), bootstrap: int = 0,
+                seed: int = 0) -> dict:
+    """The turn metrics of one model, overall and by slice (`turns` and each metric's sliced keys),
+    with `bootstrap` resamples for the 95% intervals of the headline figures (0: none)."""
     card = turn_metrics(ctx)
+    card.update(bootstrap_intervals(ctx, bootstrap, seed))
     for name, idx in slices(ctx.turns, turn_buckets).items():
         sub = replace(ctx, turns=ctx.turns.subset(idx))
         card[f"turns@{name}"] = len(idx)
@@ -187,7 +227,7 @@ def build_scorecard(test: list[dict], train: list[dict], predictions_dir: Path, 
         turns = scored_turns(refs, rows, str(Path(predictions_dir) / f"{name}.jsonl"))
         contexts[name] = MetricContext(name, turns, intents, params.score.embedder, Path(predictions_dir), api,
                                        list(api_prompts), params)
-        card[name] = score_model(contexts[name], params.score.turn_buckets)
+        card[name] = score_model(contexts[name], params.score.turn_buckets, params.score.bootstrap, params.seed)
         cosines[name] = turns.columns.get("cosine", [])
     for name, ctx in contexts.items():
         for metric in metrics_of("model"):

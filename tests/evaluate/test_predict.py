@@ -242,3 +242,12 @@ def test_prompt_templates_predict_from_the_exact_training_prompt(tiny_tokenizer)
     keys, prompts = turn_prompts([row])
     assert keys == ["r1:1"] and prompts == ["Question: find soup\nAnswer:"]
     assert render_prompts(tiny_tokenizer, prompts) == [render_prompt(row, row["gold"][0], tiny_tokenizer)]
+
+
+def test_max_dialogues_caps_each_source_so_a_small_source_is_always_scored():
+    from synthtune.evaluate.predict import eval_examples
+
+    examples = [{"id": f"r{i}", "source": "recipe"} for i in range(5)] + [{"id": "q0", "source": "qa"}] + \
+               [{"id": f"s{i}", "source": "shop"} for i in range(3)]
+    assert [e["id"] for e in eval_examples(examples, 2)] == ["r0", "r1", "q0", "s0", "s1"]
+    assert eval_examples(examples, 0) == examples

@@ -264,3 +264,42 @@ def test_bad_inputs_are_one_line_errors(pipeline, capsys):
             work / "s.json", work / "plots2")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "base.jsonl: prediction ids do not match the references (1 missing" in line
+
+
+# --- SynTOD's intent mapping and the bootstrap intervals ---------------------------------------------
+
+def _turn_refs(intents):
+    return {f"d{i // 2}:{i}": {"index": i, "intent": intent, "slots": {}, "reply": "ok", "position": 1 + i % 2,
+                               "source": "s", "dialogue": f"d{i // 2}"} for i, intent in enumerate(intents)}
+
+
+def test_out_of_graph_intents_are_mapped_to_the_nearest_graph_intent_by_minilm():
+    refs = _turn_refs(["next_step", "search_recipe", "goodbye", "greeting"])
+    preds = [{"id": "d0:0", "output": out("next steps")},        # a near miss of the graph's name
+             {"id": "d0:1", "output": out("recipe_search")},
+             {"id": "d1:2", "output": out("goodbye")},           # in the graph: never remapped
+             {"id": "d1:3", "output": "no annotation"}]          # unparsed: nothing to map
+    s = score_turns(refs, preds, GRAPH_INTENTS, "p.jsonl", embedder="sentence-transformers:minilm")
+    assert s["intent_accuracy"] == 0.25 and s["out_of_graph_rate"] == 0.5
+    assert s["intent_accuracy_mapped"] == 0.75 and s["intent_macro_f1_mapped"] > s["intent_macro_f1"]
+    lexical = score_turns(refs, preds, GRAPH_INTENTS, "p.jsonl", embedder="tfidf")   # tfidf: no mapping
+    assert lexical["intent_accuracy_mapped"] == lexical["intent_accuracy"] == 0.25
+
+
+def test_bootstrap_intervals_resample_dialogues_and_bracket_the_estimate():
+    from synthtune.evaluate.scorecard import score_model, scored_turns
+
+    intents = ["greeting", "next_step"] * 20
+    refs = _turn_refs(intents)
+    preds = [{"id": key, "output": out(ref["intent"] if int(key.split(":")[1]) % 5 else "goodbye")}
+             for key, ref in refs.items()]
+    ctx = MetricContext("m", scored_turns(refs, preds, "p"), GRAPH_INTENTS)
+    card = score_model(ctx, [1, 2], bootstrap=200, seed=7)
+    assert card["intent_accuracy"] == 0.8
+    assert card["intent_accuracy_ci_low"] < 0.8 < card["intent_accuracy_ci_high"]
+    assert 0.6 < card["intent_accuracy_ci_low"] and card["intent_accuracy_ci_high"] < 0.95
+    assert score_model(ctx, [1, 2], bootstrap=200, seed=7) == card            # seeded: same intervals
+    assert "intent_accuracy_ci_low" not in score_model(ctx, [1, 2], bootstrap=0)
+    perfect = [{"id": key, "output": out(ref["intent"])} for key, ref in refs.items()]
+    exact = score_model(MetricContext("m", scored_turns(refs, perfect, "p"), GRAPH_INTENTS), [1, 2], bootstrap=50)
+    assert exact["intent_accuracy_ci_low"] == exact["intent_accuracy_ci_high"] == 1.0

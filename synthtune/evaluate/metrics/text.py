@@ -42,6 +42,10 @@ def cosine_scores(hypotheses: Sequence[str], refs: Sequence[str], embedder: str 
     """Per-pair cosine of prediction and reference embeddings (`tfidf` IDF fitted on `corpus`)."""
     if not hypotheses:
         return []
+    from synthtune.text.embeddings import ST_PREFIX, resolve_sentence_transformer
+
+    if embedder.startswith(ST_PREFIX):   # a packaged name (minilm) becomes its verified, extracted folder
+        embedder = ST_PREFIX + resolve_sentence_transformer(embedder[len(ST_PREFIX):])
     try:
         result = load_metric("cosine").compute(predictions=list(hypotheses), references=list(refs),
                                                embedder=embedder, corpus=list(corpus) if corpus is not None else None)
