@@ -18,16 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
+from pydantic import (AfterValidator, Discriminator, Field, Tag, TypeAdapter, ValidationError,
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from synthtune.core.errors import ParamsError
+from synthtune.core.eval_params import (ApiParams, GenerationParams, OpenAIModelParams, PredictParams,  # noqa: F401
+                                        RagParams, ScoreParams)
+from synthtune.core.params_base import Dtype, Section
 from synthtune.core.params_yaml import keys_error, keys_message, read_params_yaml
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class TinyModelParams(Section):
@@ -44,9 +43,10 @@ class TinyModelParams(Section):
 
 
 class ModelParams(Section):
-    name: str = "tiny"                      # "tiny" (built offline) or a Hugging Face model id
+    name: str = "smollm2-135m-instruct"     # a packaged model, "tiny" (built offline), a .gguf file or a hub id
     revision: str = "main"                  # hub revision; resolved to a commit hash when loaded
     trust_remote_code: bool = False
+    dtype: Dtype = "auto"                   # predict/rag weights; auto: bf16 where native (model/precision.py)
     tiny: TinyModelParams = TinyModelParams()
 
 
@@ -126,8 +126,8 @@ class DialoguesSourceParams(SourceParams):
     """Graph-guided task-oriented dialogues of `domain` (synthtune.generate.dialogue)."""
     kind: Literal["dialogues"]
     teacher: TeacherBackend | None = None    # template: the offline simulator; null: teacher.backend
-    n_dialogues: int = Field(1000, ge=1)
-    max_turns: int = Field(12, ge=3)         # user turns per dialogue at most
+    n_dialogues: int = Field(300, ge=1)
+    max_turns: int = Field(5, ge=3)         # user turns per dialogue at most
     use_graph: bool = True                   # false: the no-graph ablation
 
 
@@ -205,8 +205,8 @@ class SelectParams(Section):
     decontam_scope: Literal["prompts", "all"] = "prompts"    # prompts: user turns (or raw text)
     strategy: Literal["all", "random", "cluster_quota"] = "cluster_quota"
     quota: Literal["proportional", "uniform"] = "proportional"
-    n_samples: int = Field(1400, ge=1)
-    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")   # or sentence-transformers:<model>
+    n_samples: int = Field(400, ge=1)
+    embedder: str = Field("sentence-transformers:minilm", pattern=r"^(tfidf|sentence-transformers:\S.*)$")   # or sentence-transformers:<model>
     svd_dims: int = Field(64, ge=2)                          # tfidf only
     clustering: Literal["kmeans", "community"] = "kmeans"
     n_clusters: int = Field(8, ge=1)                         # kmeans only
@@ -220,7 +220,8 @@ class SelectParams(Section):
 class FormatParams(Section):
     # chat: tokenizer chat template (messages) | qa, alpaca, seq2seq, syntod: prompt/completion | text: raw
     template: Literal["chat", "qa", "alpaca", "seq2seq", "syntod", "text"] = "chat"
-    max_length: int = Field(768, ge=16)
+    max_length: int = Field(512, ge=16)
+    instruction: bool = True                    # annotated dialogues start with a system message: intents + format
     overflow: Literal["drop", "truncate_turns"] = "truncate_turns"
     few_shot_k: int = Field(0, ge=0)            # nearest train examples of the same source as shots; 0: off
     few_shot_budget: int = Field(512, ge=16)    # tokens the prompt may reach with its shots
@@ -251,22 +252,23 @@ class FreezeParams(Section):
 
 
 class TrainParams(Section):
-    method: Literal["lora", "qlora", "full"] = "full"
+    method: Literal["lora", "qlora", "full"] = "lora"
+    dtype: Dtype = "auto"                       # mixed precision: auto = bf16 autocast where native, else fp32
     lr: float = Field(2.0e-3, gt=0)
-    epochs: float = Field(8.0, gt=0)
-    max_steps: int = -1
-    batch_size: int = Field(8, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = 72
+    batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     lr_scheduler: str = "cosine"
-    eval_steps: int = Field(50, ge=1)
-    logging_steps: int = Field(5, ge=1)
+    eval_steps: int = Field(36, ge=1)
+    logging_steps: int = Field(4, ge=1)
     group_by_length: bool = True
     packing: bool = False
     gradient_checkpointing: bool = False        # recompute activations: less memory, ~25% slower
-    save_steps: int = Field(50, ge=0)            # checkpoint every N steps (resume, best model); 0: none
+    save_steps: int = Field(36, ge=0)            # checkpoint every N steps (resume, best model); 0: none
     load_best: bool = True                       # keep the checkpoint with the lowest eval_loss
     early_stopping_patience: int = Field(0, ge=0)  # evaluations without improvement before stopping; 0: off
     resume: bool = True                          # continue from the last checkpoint of the same run
@@ -276,68 +278,6 @@ class TrainParams(Section):
     lora: LoraParams = LoraParams()
     qlora: QloraParams = QloraParams()
     freeze: FreezeParams = FreezeParams()
-
-
-class GenerationParams(Section):
-    """Decoding settings of synthtune.evaluate.predict (greedy unless do_sample)."""
-    batch_size: int = Field(32, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_k: int = Field(50, ge=0)                      # 0: no top-k filter
-    top_p: float = Field(1.0, gt=0, le=1)
-    no_repeat_ngram_size: int = Field(0, ge=0)        # 0: off
-    repetition_penalty: float = Field(1.0, gt=0)
-    stop: list[str] = Field(default_factory=list)     # completions are cut at the first stop string
-
-
-class OpenAIModelParams(Section):
-    """A model behind an OpenAI-compatible endpoint, scored next to the local models."""
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"               # the key is read from this variable, never from params
-    max_concurrency: int = Field(4, ge=1)
-    timeout_s: float = Field(60.0, gt=0)
-
-
-class PredictParams(GenerationParams):
-    backend: Literal["hf", "vllm"] = "hf"             # runs the local models (base, tuned, adapters)
-    models: list[Literal["base", "tuned"]] = Field(default_factory=lambda: ["base", "tuned"])
-    adapters: dict[str, str] = Field(default_factory=dict)             # more fine-tuned outputs: {name: dir}
-    openai: dict[str, OpenAIModelParams] = Field(default_factory=dict)  # hosted models: {name: endpoint}
-    max_dialogues: int = Field(0, ge=0)     # 0: every test dialogue
-    api_max_new_tokens: int = Field(128, ge=1)        # for the API-match prompts (code answers)
-    perplexity: bool = True                           # assistant-token perplexity on val (hf backend)
-
-
-class ScoreParams(Section):
-    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")  # reply cosine embeddings
-    turn_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 7])   # first turn of each position bucket
-    confusion_model: str = "tuned"          # whose intents go to the confusion plot
-
-
-class ApiParams(Section):
-    """The API-match inputs; dvc.yaml passes them to predict and score (synthtune/evaluate/metrics/api_match.py)."""
-    docs: str = "data/seeds/api"                   # a JSON API document or a folder of them
-    prompts: str = "data/seeds/api_prompts.jsonl"  # .jsonl or .csv with a "prompt" column
-
-
-class RagParams(Section):
-    chunk_tokens: int = Field(96, ge=8)
-    chunk_overlap: int = Field(24, ge=0)
-    top_k: int = Field(3, ge=1)                       # chunks retrieved per question
-    retriever: Literal["tfidf", "bm25"] = "tfidf"    # the better hit_at_k on the shipped questions (docs)
-    embedder: str = Field("tfidf", pattern=r"^(tfidf|sentence-transformers:\S.*)$")  # answer cosine embeddings
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(16, ge=1)
-    repetition_penalty: float = Field(1.0, gt=0)
-    no_repeat_ngram_size: int = Field(0, ge=0)
-
-    def generation(self) -> GenerationParams:
-        """RAG answers are greedy, with the seed benchmark's repetition penalty option."""
-        return GenerationParams(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                                repetition_penalty=self.repetition_penalty,
-                                no_repeat_ngram_size=self.no_repeat_ngram_size)
 
 
 SOURCE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"

@@ -6,7 +6,7 @@ from synthtune.core.errors import ParamsError
 
 def test_shipped_params_load(root):
     params = load_params(root / "params.yaml")
-    assert params.model.name == "tiny"
+    assert params.model.name == "smollm2-135m-instruct"
     assert "recipe_tod" in params.sources
     assert isinstance(params.train.lr, float)
 
@@ -34,7 +34,7 @@ def test_number_written_as_string_is_rejected(tmp_path, root):
 
 
 def test_wrong_type_in_nested_source(tmp_path, root):
-    path, _ = _write(tmp_path, root, "    n_dialogues: 1000", "    n_dialogues: many")
+    path, _ = _write(tmp_path, root, "    n_dialogues: 300", "    n_dialogues: many")
     with pytest.raises(ParamsError, match=r"sources\.recipe_tod\.n_dialogues"):
         load_params(path)
 
@@ -102,7 +102,7 @@ def test_defaults_are_valid_and_sources_take_the_kind_model():
     from synthtune.core.config import (DialoguesSourceParams, DocQASourceParams, LoaderSourceParams, SelectParams,
                                        SourceParams, TrainParams)
 
-    assert TrainParams().method == "full" and SelectParams().n_samples == 1400
+    assert TrainParams().method == "lora" and SelectParams().n_samples == 400
     docqa = SourceParams(kind="docqa", path="docs")
     assert type(docqa) is DocQASourceParams and isinstance(docqa, SourceParams) and docqa.chunk_tokens == 128
     assert type(SourceParams(kind="dialogues", path="c.json")) is DialoguesSourceParams
@@ -130,7 +130,7 @@ def test_key_of_another_kind_is_named_with_its_line(tmp_path, root):
 
 
 def test_docqa_key_on_a_dialogue_source(tmp_path, root):
-    path, lines = _write(tmp_path, root, "    max_turns: 12", "    chunk_tokens: 64\n    max_turns: 12")
+    path, lines = _write(tmp_path, root, "    max_turns: 5 ", "    chunk_tokens: 64\n    max_turns: 5 ")
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value).startswith(f"{path}:{_line(lines, 'chunk_tokens: 64')}: sources.recipe_tod.chunk_tokens: "
@@ -213,8 +213,8 @@ def test_keys_error_names_the_missing_key_of_a_model_validator(tmp_path):
 
 
 @pytest.mark.parametrize("old,new,key,where", [
-    ("  lr: 2.0e-3", "  lr: 2.0e-3\n  lr: 1.0e-3", "lr", "in train"),
-    ("    max_turns: 12", "    max_turns: 12\n    max_turns: 6", "max_turns", "in sources.recipe_tod"),
+    ("  lr: 2.0e-3", "  lr: 1.0e-3\n  lr: 2.0e-3", "lr", "in train"),
+    ("    max_turns: 5 ", "    max_turns: 5 \n    max_turns: 6", "max_turns", "in sources.recipe_tod"),
     ("seed: 42", "seed: 42\nseed: 7", "seed", "at the top level")])
 def test_duplicate_key_is_named_with_both_lines(tmp_path, root, old, new, key, where):
     path, lines = _write(tmp_path, root, old, new)

@@ -205,7 +205,9 @@ def test_a_missing_sentence_transformer_is_one_line_naming_the_key(tmp_path):
 
 
 def test_an_unknown_embedder_is_rejected_with_its_key(tmp_path, root):
-    text = (root / "params.yaml").read_text().replace("  embedder: tfidf ", "  embedder: word2vec ", 1)
+    old = "  embedder: sentence-transformers:minilm  # tfidf"
+    assert old in (root / "params.yaml").read_text()
+    text = (root / "params.yaml").read_text().replace(old, "  embedder: word2vec  # tfidf", 1)
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamsError, match=r"select\.embedder: String should match pattern"):
         load_params(tmp_path / "params.yaml")
