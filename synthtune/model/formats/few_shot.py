@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from synthtune.model.formats.instruction import lead_with_system
 from synthtune.model.formats.layouts import Exchange, Layout, Spec, exchanges
 from synthtune.model.formats.prompts import first_prompt_length, text_ids
 
@@ -67,12 +68,7 @@ def chat_with_shots(example: dict, shots: list[Exchange], tokenizer, budget: int
     """A chat example whose leading system message lists the shots (system turns are never trained)."""
     def build(chosen):
         text = "Examples:\n\n" + "\n\n".join(f"User: {s.user}\nAssistant: {s.answer}" for s in chosen)
-        messages = example["messages"]
-        if messages and messages[0]["role"] == "system":
-            return {**example, "messages": [{"role": "system", "content": text + "\n\n" + messages[0]["content"]},
-                                            *messages[1:]]}
-        gold = [{**g, "index": g["index"] + 1} for g in example["gold"]]   # gold turns move with the new message
-        return {**example, "messages": [{"role": "system", "content": text}, *messages], "gold": gold}
+        return lead_with_system(example, text)
 
     chosen = []
     for shot in shots:

@@ -21,14 +21,20 @@ def instruction_text(intents: Sequence[str]) -> str:
     return INSTRUCTION.format(intents=", ".join(intents))
 
 
-def with_instruction(example: dict, intents: Sequence[str]) -> dict:
-    """A chat example led by the instruction (merged into a system message it already has); gold turn
-    indices move with the new message. Unchanged without gold turns or intents."""
-    if not example.get("gold") or not intents:
-        return example
-    text, messages = instruction_text(intents), example["messages"]
+def lead_with_system(example: dict, text: str) -> dict:
+    """A chat example whose first message is a system turn starting with `text`: merged into a system
+    message it already has, else a new one, with the gold turn indices moved by it (few-shot shots
+    and the instruction both lead rows this way)."""
+    messages = example["messages"]
     if messages and messages[0]["role"] == "system":
         return {**example, "messages": [{"role": "system", "content": text + "\n\n" + messages[0]["content"]},
                                         *messages[1:]]}
     gold = [{**g, "index": g["index"] + 1} for g in example["gold"]]
     return {**example, "messages": [{"role": "system", "content": text}, *messages], "gold": gold}
+
+
+def with_instruction(example: dict, intents: Sequence[str]) -> dict:
+    """A chat example led by the instruction; unchanged without gold turns or intents."""
+    if not example.get("gold") or not intents:
+        return example
+    return lead_with_system(example, instruction_text(intents))
