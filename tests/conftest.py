@@ -50,6 +50,18 @@ def tiny_model(tiny_tokenizer):
     return build_tiny_model(tiny_tokenizer, TINY, seed=0).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory, tiny_model, tiny_tokenizer) -> Path:
+    """The tiny model saved as a base_model stage output (weights, tokenizer, manifest)."""
+    import json
+
+    path = tmp_path_factory.mktemp("base")
+    tiny_model.save_pretrained(path, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(path)
+    (path / "manifest.json").write_text(json.dumps({"name": "tiny", "path": "."}))
+    return path
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """One intra-op thread in tests: the tiny models gain nothing from more, and on a busy 2-core

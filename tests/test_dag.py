@@ -121,6 +121,7 @@ LAYERS = {
     "curate": {"core", "text"},
     "generate": {"core", "llm", "text", "curate"},   # curate: the no-graph ablation asks split_of
     "evaluate": {"core", "llm", "text", "generate", "model"},
+    "handover": {"core", "model", "evaluate"},       # reads what the run wrote; nothing depends on it
 }
 
 
@@ -142,8 +143,14 @@ def test_no_package_module_is_over_400_lines():
     assert not long, f"split these modules: {long}"
 
 
+HANDOVER_STAGES = {"dataset_card", "report"}    # they write cards and a page, not measurements
+
+
 def test_every_stage_writes_its_metrics_file_uncached():
     for name, _, stage in stages():
+        if name in HANDOVER_STAGES:
+            assert "metrics" not in stage, name
+            continue
         metrics = [next(iter(m)) for m in stage["metrics"]]
         assert len(metrics) == 1 and metrics[0].startswith("metrics/"), name
         assert stage["metrics"][0][metrics[0]]["cache"] is False

@@ -9,7 +9,7 @@ Defaults: params.yaml is the source of truth. Every field default here equals th
 shipped params.yaml gives it (tests/core/test_config.py checks it key by key), so code and tests
 that build a section without naming every key get what a run of params.yaml would use; keys
 params.yaml leaves unset (a source's `domain`, `teacher`, `mapping`, `options`,
-`allow_outside_repo`) keep their documented defaults. Change a default in params.yaml and here together.
+`allow_outside_repo`, `license`) keep their documented defaults. Change a default in params.yaml and here together.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from synthtune.core.errors import ParamsError
 from synthtune.core.eval_params import (ApiParams, GenerationParams, OpenAIModelParams, PredictParams,  # noqa: F401
                                         RagParams, ScoreParams)
+from synthtune.core.handover_params import CardsParams, ExportParams, ReportParams  # noqa: F401
 from synthtune.core.params_base import Dtype, Section
 from synthtune.core.params_yaml import keys_error, keys_message, read_params_yaml
 
@@ -109,6 +110,7 @@ class SourceParams(Section):
     kind: str
     path: str
     domain: str = "general"
+    license: str | None = None               # the data's licence (SPDX id), for the dataset card; null: not declared
 
     def __new__(cls, *args, **kwargs):
         if cls is SourceParams and "kind" in kwargs:
@@ -305,6 +307,9 @@ class Params(Section):
     api: ApiParams = ApiParams()
     score: ScoreParams = ScoreParams()
     rag: RagParams = RagParams()
+    export: ExportParams = ExportParams()
+    cards: CardsParams = CardsParams()
+    report: ReportParams = ReportParams()
 
 
 def _describe(error: dict, data: dict, loc: tuple) -> str:

@@ -82,7 +82,30 @@ def generate_source(name: str, source: SourceParams, input_path: Path, seed: int
     make = SOURCES.get(source.kind)
     if make is None:
         raise InputError(f"sources.{name}.kind: unknown source kind {source.kind!r} (known: {', '.join(SOURCES)})")
-    return make(name, source, Path(input_path), seed, teacher, prepare)
+    out = make(name, source, Path(input_path), seed, teacher, prepare)
+    if (sha := prompts_sha256(source.kind)) is not None:
+        out.metrics["prompts_sha256"] = sha
+    return out
+
+
+def prompts_sha256(kind: str) -> str | None:
+    """The prompt version of a generator kind: sha256 (12 hex) of the modules that write its prompts and
+    templates, so two runs' dataset cards say whether their teacher saw the same prompts; None for loaders."""
+    import hashlib
+    import inspect
+
+    if kind == "dialogues":
+        from synthtune.generate.dialogue import ecommerce_templates, recipe_templates, voicing
+        modules = (voicing, recipe_templates, ecommerce_templates)
+    elif kind == "docqa":
+        from synthtune.generate import docqa
+        modules = (docqa,)
+    else:
+        return None
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(inspect.getsource(module).encode("utf-8"))
+    return digest.hexdigest()[:12]
 
 
 # ---------------------------------------------------------------- generators

@@ -58,3 +58,21 @@ def torch_dtype(name: str):
     import torch
 
     return getattr(torch, resolve_dtype(name))
+
+
+def device_description() -> str:
+    """What a run trained on, for metrics and the model card: the GPU(s), else the CPU model and threads."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        return f"{torch.cuda.device_count()}x {', '.join(names)} (CUDA)"
+    model = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"

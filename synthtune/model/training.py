@@ -27,7 +27,7 @@ from synthtune.model.checkpoints import checkpoint_step, default_checkpoint_root
 from synthtune.model.dvclive_callback import dvclive_callback
 from synthtune.model.launcher import launch_command
 from synthtune.model.methods import prepare_model
-from synthtune.model.precision import resolve_dtype
+from synthtune.model.precision import device_description, resolve_dtype
 
 __all__ = ["build_trainer", "check_max_length", "launch_command", "row_fields", "save_deterministic",
            "sft_config", "train_sft"]
@@ -236,6 +236,7 @@ def train_sft(train_rows: list[dict], val_rows: list[dict], base_dir: Path, out_
         "dtype": "bfloat16" if trainer.args.bf16 else "float16" if trainer.args.fp16 else "float32",
         "resumed_from_step": checkpoint_step(resume) if resume else 0,
         "processes": trainer.args.world_size,
+        "device": device_description(),      # for the model card; the only machine-dependent entry
     }
     if "eval_loss" in final_eval:
         metrics["eval_loss"] = round(final_eval["eval_loss"], 4)

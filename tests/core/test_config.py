@@ -126,7 +126,7 @@ def test_key_of_another_kind_is_named_with_its_line(tmp_path, root):
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value) == (f"{path}:{_line(lines, 'n_dialogues: 5')}: sources.mine.n_dialogues: unknown key "
-                              "for a 'csv' source (allowed: allow_outside_repo, domain, kind, mapping, options, path)")
+                              "for a 'csv' source (allowed: allow_outside_repo, domain, kind, license, mapping, options, path)")
 
 
 def test_docqa_key_on_a_dialogue_source(tmp_path, root):

@@ -139,3 +139,17 @@ def test_voiced_dialogues_all_quarantined_is_one_error(root, monkeypatch):
     with pytest.raises(InputError) as err:
         generate_source("tod", source, root / "data" / "seeds" / "recipes.json", 0, teacher=LLM())
     assert str(err.value) == "sources.tod: generated no dialogues (3 quarantined: teacher broke the slots)"
+
+
+def test_prompt_hash_names_the_prompts_a_generator_used(monkeypatch):
+    """The dataset card tells runs apart by this hash: it must change when a prompt's text changes."""
+    import inspect
+
+    import synthtune.generate.docqa as docqa
+    from synthtune.generate.sources import prompts_sha256
+
+    before = prompts_sha256("docqa")
+    assert len(before) == 12 and prompts_sha256("dialogues") not in (None, before) and prompts_sha256("csv") is None
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda m: real(m) + "# reworded" if m is docqa else real(m))
+    assert prompts_sha256("docqa") != before

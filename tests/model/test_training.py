@@ -28,12 +28,8 @@ def rows(dialogues):
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    tiny_model.save_pretrained(path, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(path)
-    (path / "manifest.json").write_text(json.dumps({"name": "tiny", "path": "."}))
-    return path
+def base_dir(tiny_base_dir):
+    return tiny_base_dir
 
 
 def params(**update) -> TrainParams:

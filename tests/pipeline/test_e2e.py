@@ -50,7 +50,8 @@ def test_dvc_repro_runs_the_whole_dag(workspace):
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     sources = yaml.safe_load((work / "params.yaml").read_text())["sources"]
     assert ran == {f"generate@{name}" for name in sources} | {
-        "prepare", "select", "base_model", "format", "train", "predict", "score", "rag"}
+        "prepare", "select", "base_model", "format", "train", "predict", "score", "rag",
+        "export", "dataset_card", "report"}
     score = json.loads((work / "metrics/score.json").read_text())
     assert set(score) == {"base", "tuned", "majority"}
     for model in score.values():
@@ -72,7 +73,36 @@ def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
     sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm repro", work, env)
     out = sh("dvc exp run -S train.lr=0.005", work, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"train", "predict", "score", "rag"}
+    assert ran == {"train", "predict", "score", "rag", "export", "report"}
+
+
+def test_the_handover_cards_export_and_report_hold_the_runs_figures(workspace, tmp_path):
+    """What a run hands over, on the tiny preset: model card, dataset card, merged model, report page."""
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.browser import is_blank, open_page
+
+    work, _ = workspace
+    score = json.loads((work / "metrics/score.json").read_text())
+    train = json.loads((work / "metrics/train.json").read_text())
+    card = (work / "models/merged/README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    tuned = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert tuned["intent accuracy (SynTOD)"] == score["tuned"]["intent_accuracy"]
+    assert f"{train['train_seconds']} s on {train['device']}" in card
+    merged = AutoModelForCausalLM.from_pretrained(str(work / "models/merged"))
+    tokenizer = AutoTokenizer.from_pretrained(str(work / "models/merged"))
+    assert merged(**tokenizer("hello", return_tensors="pt")).logits.dtype == torch.bfloat16
+    assert json.loads((work / "metrics/export.json").read_text())["max_abs_logit_diff"] <= 1e-3
+    data = datasets.load_dataset("json", cache_dir=str(tmp_path / "hf"), data_files={
+        split: str(work / f"data/dataset/{split}.jsonl") for split in ("train", "validation", "test")})
+    assert len(data["train"]) == len((work / "data/selected/train.jsonl").read_text().splitlines())
+    assert "## Curation" in (work / "data/dataset/README.md").read_text()
+    seen = open_page(work / "reports/index.html", tmp_path / "report.png")
+    assert seen["errors"] == [] and seen["failed"] == [] and not is_blank(tmp_path / "report.png")
+    assert len(seen["images"]) >= 6 and all(done and width > 0 for done, width, _ in seen["images"])
 
 
 def test_a_teammate_pulls_and_has_nothing_to_recompute(workspace, tmp_path):
@@ -81,7 +111,7 @@ def test_a_teammate_pulls_and_has_nothing_to_recompute(workspace, tmp_path):
     sh(f"dvc remote add --local -f -d local {remote}", work, env)   # the test's own remote, config untouched
     sh("dvc push --run-cache", work, env)
     for out in ("data/raw", "data/rejected", "data/prepared", "data/selected", "data/formatted",
-                "data/predictions", "models", ".dvc/cache"):
+                "data/predictions", "data/dataset", "models", "reports", ".dvc/cache"):
         shutil.rmtree(work / out, ignore_errors=True)
     sh("dvc pull --run-cache", work, env)
     assert "Data and pipelines are up to date" in sh("dvc status", work, env)
