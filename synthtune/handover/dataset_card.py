@@ -36,7 +36,7 @@ def _sources_section(params: Params, run: RunMetrics) -> str:
     for name, source in params.sources.items():
         made = generate[name]
         rows.append([name, source.kind, source.domain, source.path, teacher_of(params, source),
-                     made.get("prompts_sha256", "–"), made.get("dialogues", made.get("records", made.get("rows"))),
+                     made.get("prompts_sha256", "–"), RunMetrics.generated(made),
                      made.get("teacher_requests", 0), made.get("teacher_prompt_tokens", 0) +
                      made.get("teacher_completion_tokens", 0), f"${made.get('teacher_cost_usd', 0.0):.4f}",
                      made.get("quarantined", made.get("rejected", 0)), source.license or "not declared"])

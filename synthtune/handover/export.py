@@ -73,7 +73,6 @@ def export_merged(base_dir: Path, tuned_dir: Path, probe_rows: list[dict], out_d
     tokenizer = AutoTokenizer.from_pretrained(str(tuned_dir))
     texts = probe_texts(probe_rows, tokenizer, params.probe_rows)
     adapter = (tuned_dir / "adapter_config.json").exists()
-    torch.manual_seed(0)
     if adapter:
         from peft import PeftModel
 

@@ -54,7 +54,7 @@ def _data_section(params: Params, run: RunMetrics) -> str:
     rows = []
     for name, source in params.sources.items():
         made = generate[name]
-        count = made.get("dialogues", made.get("records", made.get("rows")))
+        count = RunMetrics.generated(made)
         rows.append([name, source.kind, source.domain, count, teacher_of(params, source),
                      select.get(f"selected_from_{name}")])
     table = markdown_table(["source", "kind", "domain", "generated", "teacher", "selected for training"], rows)

@@ -11,10 +11,6 @@ from pathlib import Path
 
 from synthtune.core.errors import InputError
 
-WRITER = {"prepare": "prepare", "select": "select", "format": "format", "base_model": "base_model",
-          "train": "train", "predict": "predict", "score": "score", "rag": "rag", "export": "export"}
-
-
 @dataclass(frozen=True)
 class RunMetrics:
     """metrics/<stage>.json of one run (and metrics/generate/<source>.json per source)."""
@@ -23,12 +19,19 @@ class RunMetrics:
     def stage(self, name: str) -> dict:
         path = self.folder / f"{name}.json"
         if not path.is_file():
-            raise InputError(f"{path}: not found; it is written by the {WRITER.get(name, name)} stage (dvc repro)")
+            # metrics/<stage>.json, or metrics/generate/<source>.json of stage generate@<source>
+            writer = name.replace("/", "@")
+            raise InputError(f"{path}: not found; it is written by the {writer} stage (dvc repro)")
         return json.loads(path.read_text(encoding="utf-8"))
 
     def optional(self, name: str) -> dict:
         path = self.folder / f"{name}.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    @staticmethod
+    def generated(made: dict):
+        """How many items a source's generate metrics say it made (dialogues, records or loaded rows)."""
+        return made.get("dialogues", made.get("records", made.get("rows")))
 
     def generate(self, sources) -> dict[str, dict]:
         """{source: its generate metrics}, for exactly the sources in params (an orphaned file is ignored)."""
