@@ -77,6 +77,7 @@ class TeacherParams(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, ge=1)
     json_mode: bool = True                  # send response_format=json_object for JSON requests
+    json_schema: bool = True                # ... json_schema with the request's schema (refused: json_object)
     batch_size: int = Field(8, ge=1)        # `hf` backend
     prices: dict[str, TeacherPrice] = Field(default_factory=lambda: {   # model -> USD per 1M tokens
         "gpt-4o-mini": TeacherPrice(input_per_mtok=0.15, output_per_mtok=0.6),
@@ -131,6 +132,7 @@ class DialoguesSourceParams(SourceParams):
     n_dialogues: int = Field(300, ge=1)
     max_turns: int = Field(5, ge=3)         # user turns per dialogue at most
     use_graph: bool = True                   # false: the no-graph ablation
+    reasks: int = Field(2, ge=0)             # LLM voicing: re-asks of an unusable turn before its template text
 
 
 class DocQASourceParams(SourceParams):
@@ -140,6 +142,8 @@ class DocQASourceParams(SourceParams):
     chunk_tokens: int = Field(128, ge=16)
     chunk_overlap: int = Field(24, ge=0)
     min_length_percentile: float = Field(25.0, ge=0, le=100)   # drop chunks shorter than this percentile
+    min_grounding: float = Field(0.3, ge=-1, le=1)    # answer-chunk cosine below it: quarantined (ungrounded)
+    grounding_embedder: str = "sentence-transformers:minilm"   # for that cosine: minilm | tfidf | sentence-transformers:<folder>
 
 
 class LoaderSourceParams(SourceParams):

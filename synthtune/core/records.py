@@ -43,6 +43,7 @@ REJECT_CODES: dict[str, str] = {
     "no_text": "a document without text (a scanned PDF needs OCR)",
     "teacher_error": "the teacher request failed, or its answer stayed malformed JSON after one repair",
     "teacher_unusable": "the teacher's answer lacks what was asked for (no question, no text, dropped slot values)",
+    "ungrounded": "a generated answer its chunk does not support (low embedding cosine, or a number or name not in the chunk)",
     "invalid_row": "a row its loader refused without a more specific code (a loader registered elsewhere)",
 }
 OTHER_CODE = "other"   # counted for rejects of files written before codes existed; never set by a reader

@@ -12,7 +12,10 @@
    from the chunk. The offline `template` teacher makes the question by rules from one of the
    chunk's sentences (If/When clauses, "… to <goal>." instructions, "X is/are …" definitions)
    and answers with the chunk's sentence that best matches the question.
-5. Records are chat records (user: question, assistant: answer) that keep the chunk:
+5. Every answer is checked against its chunk (synthtune.generate.grounding): embedding cosine at
+   least `min_grounding`, and no number or name the chunk does not mention; an answer failing
+   either is quarantined (`ungrounded`, with the reason) and the distribution goes to metrics.
+6. Records are chat records (user: question, assistant: answer) that keep the chunk:
    `meta.context` (the chunk text), `meta.reference` (the answer), `meta.doc`, `meta.section`,
    `meta.chunk`, `meta.chunk_tokens`; `group` is `<doc>#<section>` so overlapping chunks never
    straddle splits. The Alpaca-style "Use the following pieces of context…" rendering reads
@@ -29,6 +32,7 @@ from pathlib import Path
 from synthtune.core.config import SourceParams
 from synthtune.core.errors import InputError
 from synthtune.core.records import content_hash, record_id
+from synthtune.generate.grounding import grounding, grounding_metrics
 from synthtune.llm.teacher import ChatRequest, Teacher
 from synthtune.text.chunking import Chunk, drop_short, sentence_chunks
 from synthtune.text.documents import load_documents, split_sentences
@@ -139,12 +143,16 @@ def template_answer(request: ChatRequest) -> str:
 # ------------------------------------------------------------------------------------ generator
 
 
+QUESTION_SCHEMA = {"type": "object", "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 300}},
+                   "required": ["question"], "additionalProperties": False}
+
+
 def question_request(chunk: Chunk, seed: int) -> ChatRequest:
     return ChatRequest(
         messages=[{"role": "system", "content": QUESTION_SYSTEM},
                   {"role": "user", "content": QUESTION_USER.format(doc=chunk.doc, section=chunk.section or "-",
                                                                    context=chunk.text)}],
-        json=True, seed=seed, max_tokens=128,
+        json=True, schema=QUESTION_SCHEMA, seed=seed, max_tokens=128,
         meta={"context": chunk.text, "section": chunk.section, "key": f"{seed}:{content_hash(chunk.text)}"})
 
 
@@ -176,13 +184,17 @@ def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: T
             continue
         asked.append((chunk, " ".join(question.split())))
     answers = teacher.complete([answer_request(c, q, seed) for c, q in asked], offline=template_answer)
+    answered = [(c, q, r.text.strip()) for (c, q), r in zip(asked, answers) if r.ok]
+    rejects += [{"file": c.path, "line": None, "chunk": c.index, "code": "teacher_error",
+                 "reason": f"teacher: answer: {r.error}"} for (c, _), r in zip(asked, answers) if not r.ok]
+    scores = grounding([a for _, _, a in answered], [c.text for c, _, _ in answered], source.grounding_embedder,
+                       source.min_grounding, seed)
     records = []
-    for (chunk, question), response in zip(asked, answers):
-        if not response.ok:
-            rejects.append({"file": chunk.path, "line": None, "chunk": chunk.index, "code": "teacher_error",
-                            "reason": f"teacher: answer: {response.error}"})
+    for (chunk, question, answer), score in zip(answered, scores):
+        if not score["ok"]:
+            rejects.append({"file": chunk.path, "line": None, "chunk": chunk.index, "code": "ungrounded",
+                            "reason": f"answer not grounded in its chunk: {score['reason']}"})
             continue
-        answer = response.text.strip()
         record = {"source": name, "domain": source.domain, "group": f"{chunk.doc}#{chunk.section}",
                   "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
                   "meta": {"context": chunk.text, "reference": answer, "doc": chunk.doc, "section": chunk.section,
@@ -193,5 +205,6 @@ def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: T
         raise InputError(f"{input_path}: sources.{name}: the documents gave no chunks")
     metrics = {"documents": len(docs), "chunks": len(chunks), "chunks_kept": len(kept),
                "chunk_min_tokens": round(threshold, 1), "records": len(records), "rejected": len(rejects),
-               "mean_context_tokens": round(sum(c.tokens for c, _ in asked) / max(1, len(asked)), 1)}
+               "mean_context_tokens": round(sum(c.tokens for c, _ in asked) / max(1, len(asked)), 1),
+               **grounding_metrics(scores)}
     return DocQAOutput(records, rejects, metrics)

@@ -127,13 +127,17 @@ def dialogue_source(name: str, source: SourceParams, input_path: Path, seed: int
     if teacher is not None and teacher.backend != "template":
         # the LLM simulator: same walks and slots, every turn voiced by the teacher
         from synthtune.generate.dialogue import voice_dialogues
+        from synthtune.generate.dialogue.voicing import voicing_metrics
         from synthtune.llm.teacher import ChatRequest
 
-        records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest)
+        records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest, reasks=source.reasks)
+        extra = voicing_metrics(records)
+    else:
+        extra = {}
     if not records:
         raise NoRecords(f"sources.{name}: generated no dialogues"
                         + (f" ({len(rejects)} quarantined: {rejects[0]['reason']})" if rejects else ""), rejects)
-    return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects)})
+    return SourceOutput(records, rejects, {**dialogue_metrics(records), "quarantined": len(rejects), **extra})
 
 
 def simulate_dialogues(name: str, source: SourceParams, catalog_path: Path, seed: int,

@@ -27,6 +27,7 @@ class ChatRequest:
     seed: int | None = None                 # sent to the server (vLLM, OpenAI honour it)
     sample: int = 0
     json: bool = False                      # the answer must be a JSON object (parsed into .data)
+    schema: dict | None = None              # the JSON schema of that object (structured outputs); implies json
     meta: dict = field(default_factory=dict)
 
 
@@ -47,8 +48,9 @@ class ChatResponse:
 class Call:
     """A resolved request, exactly what a backend sends, and its cache key.
 
-    `top_p` None is not sent (predict's greedy requests); `stop` is sent only when set. The teacher
-    always resolves top_p and never sets stop, which keeps its keys what they always were.
+    `top_p` None is not sent (predict's greedy requests); `stop` and `schema` are sent only when set.
+    Both enter the cache key only when set, which keeps the keys of requests without them what they
+    always were.
     """
     messages: list[dict]
     temperature: float
@@ -59,6 +61,7 @@ class Call:
     json: bool
     key: str = ""
     stop: list[str] | None = None
+    schema: dict | None = None          # sent as response_format json_schema / constrains local decoding
 
 
 def request_key(backend: str, model: str, call: Call) -> str:
@@ -68,12 +71,15 @@ def request_key(backend: str, model: str, call: Call) -> str:
              "seed": call.seed, "json": call.json, "sample": call.sample}
     if call.stop is not None:           # only when set: keys of requests without stop strings stay unchanged
         shape["stop"] = call.stop
+    if call.schema is not None:         # a schema changes what the model may say: part of the address
+        shape["schema"] = call.schema
     blob = json.dumps(shape, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def parse_json_answer(text: str | None) -> tuple[Any, str | None]:
-    """(object, None) or (None, reason). Code fences around the object are tolerated."""
+def parse_json_answer(text: str | None, schema: dict | None = None) -> tuple[Any, str | None]:
+    """(object, None) or (None, reason). Code fences around the object are tolerated; with a
+    `schema` the object must also validate against it (the first violation is the reason)."""
     if not text or not text.strip():
         return None, "empty answer"
     body = text.strip()
@@ -86,6 +92,13 @@ def parse_json_answer(text: str | None) -> tuple[Any, str | None]:
         return None, f"invalid JSON: {exc.msg} at column {exc.colno}"
     if not isinstance(data, dict):
         return None, f"expected a JSON object, got {type(data).__name__}"
+    if schema is not None:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "the object"
+            return None, f"does not match the schema at {where}: {error.message[:120]}"
     return data, None
 
 

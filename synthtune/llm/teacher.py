@@ -180,7 +180,8 @@ class Teacher:
         call = Call(messages=[{"role": m["role"], "content": m["content"]} for m in r.messages],
                     temperature=p.temperature if r.temperature is None else r.temperature,
                     max_tokens=p.max_tokens if r.max_tokens is None else r.max_tokens,
-                    top_p=p.top_p if r.top_p is None else r.top_p, seed=r.seed, sample=r.sample, json=r.json)
+                    top_p=p.top_p if r.top_p is None else r.top_p, seed=r.seed, sample=r.sample,
+                    json=r.json or r.schema is not None, schema=r.schema)
         call.key = request_key(self.backend, self.model, call)
         return call
 
@@ -188,7 +189,7 @@ class Teacher:
         fixed = Call(messages=[*call.messages, {"role": "assistant", "content": failed.text or ""},
                                {"role": "user", "content": REPAIR_PROMPT.format(error=failed.error)}],
                      temperature=0.0, max_tokens=call.max_tokens, top_p=1.0, seed=call.seed,
-                     sample=call.sample, json=True)
+                     sample=call.sample, json=True, schema=call.schema)
         fixed.key = request_key(self.backend, self.model, fixed)
         return fixed
 
@@ -200,7 +201,7 @@ class Teacher:
                                 completion_tokens=raw.get("completion_tokens") or 0,
                                 cost_usd=raw.get("cost_usd", 0.0))
         if call.json:
-            response.data, response.error = parse_json_answer(raw["text"])
+            response.data, response.error = parse_json_answer(raw["text"], call.schema)
         elif not (raw["text"] or "").strip():
             response.ok, response.error = False, "empty answer"
         return response
@@ -220,7 +221,7 @@ class Teacher:
         for call, text in zip(calls, texts):
             response = ChatResponse(text=text)
             if call.json:
-                response.data, response.error = parse_json_answer(text)
+                response.data, response.error = parse_json_answer(text, call.schema)
                 if response.data is None:
                     response.ok = False
                     self.stats.quarantined += 1
@@ -344,7 +345,7 @@ def _check(call: Call) -> Callable[[str | None], str | None]:
     """Why an answer to `call` would be rejected (the client confirms such an answer before
     taking it): JSON that does not parse, or an empty text."""
     if call.json:
-        return lambda text: parse_json_answer(text)[1]
+        return lambda text: parse_json_answer(text, call.schema)[1]
     return lambda text: None if (text or "").strip() else "empty answer"
 
 

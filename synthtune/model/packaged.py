@@ -209,3 +209,32 @@ def materialize_packaged(name: str, out_dir: Path) -> dict:
         "chat_template": "original with {% generation %} markers (same rendering, checked)", **facts}
     (Path(out_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return {"n_params": facts["n_params"], "vocab_size": facts["vocab_size"], "source_sha256": sha}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m synthtune.model.packaged NAME OUT_DIR`: the folder of a packaged model (e.g. the
+    local teacher server's model, `make teacher-server`), written once; an existing folder is kept."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m synthtune.model.packaged", description=main.__doc__)
+    parser.add_argument("name", choices=sorted(PACKAGED_MODELS))
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    if (args.out_dir / MANIFEST).exists():
+        print(f"{args.out_dir}: already there ({MANIFEST} present)")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
+    try:
+        materialize_packaged(args.name, tmp)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tmp.rename(args.out_dir)        # whole or absent: a killed run leaves only the .tmp folder
+    print(f"{args.out_dir}: {args.name} written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

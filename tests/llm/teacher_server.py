@@ -29,7 +29,7 @@ requests), so a faulted run is reproducible at any concurrency:
 The deterministic model-level fault: "[[bad-json]]" in the last user message makes the answer
 malformed JSON (`BAD_JSON`, every time), "[[always-bad-json]]" anywhere in the conversation does
 for every answer, repairs included.
-`api_key` set: other keys get 401. `models` set: other models get 404.
+`api_key` set: other keys get 401. `models` set: other models get 404. `reject(body)` true: 400.
 
 Standalone (for benches in another process): `python tests/llm/teacher_server.py --latency 0.1`
 prints `READY <base_url>`; GET /stats gives the counters, POST /reset clears them.
@@ -52,11 +52,17 @@ BAD_JSON = "{'answer': unquoted, "
 
 
 def default_responder(body: dict) -> str:
-    """Deterministic: a hash of the conversation, echoing the last user message."""
+    """Deterministic: a hash of the conversation, echoing the last user message (as every property
+    of a json_schema response format)."""
     messages = body.get("messages") or []
     last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:10]
-    if (body.get("response_format") or {}).get("type") == "json_object" or "json" in last.lower():
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":      # a server with structured outputs: an object of that schema
+        props = fmt["json_schema"]["schema"].get("properties", {})
+        return json.dumps({name: spec["enum"][0] if "enum" in spec else
+                           f"{digest} {last[:200]}"[:spec.get("maxLength", 220)] for name, spec in props.items()})
+    if fmt.get("type") == "json_object" or "json" in last.lower():
         return json.dumps({"id": digest, "echo": last[:200]})
     return f"answer {digest}: {' '.join(last.split()[:12])}"
 
@@ -65,10 +71,12 @@ class TeacherServer:
     def __init__(self, *, latency_s: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULTS,
                  seed: int = 0, retry_after: str | None = "0", retry_after_ms: int | None = None,
                  hang_s: float = 5.0, api_key: str | None = None, models: set[str] | None = None,
-                 responder: Callable[[dict], str] = default_responder, host: str = "127.0.0.1", port: int = 0):
+                 responder: Callable[[dict], str] = default_responder, host: str = "127.0.0.1", port: int = 0,
+                 reject: Callable[[dict], bool] | None = None):
         self.latency_s, self.fault_rate, self.fault_kinds = latency_s, fault_rate, tuple(faults)
         self.retry_after, self.retry_after_ms, self.hang_s = retry_after, retry_after_ms, hang_s
         self.api_key, self.models, self.responder = api_key, models, responder
+        self.reject = reject                    # reject(body) true: HTTP 400 (e.g. a server without json_schema)
         self.host, self.port = host, port
         self.seed = seed
         self._seen: Counter = Counter()        # arrivals per request body: the n-th try of a request
@@ -211,6 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "Incorrect API key provided.", "invalid_api_key")
         if state.models is not None and body.get("model") not in state.models:
             return self._error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
+        if state.reject is not None and state.reject(body):
+            return self._error(400, "Invalid parameter: response_format.", "invalid_request_error")
         if fault == "429":
             headers = {"Retry-After": state.retry_after} if state.retry_after is not None else {}
             if state.retry_after_ms is not None:

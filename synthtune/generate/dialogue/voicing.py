@@ -11,9 +11,15 @@ the engine's generic ones.
 
 Every request is independent (the history it sees is the template history), so a dialogue's
 turns go to the teacher as one batch and concurrency applies across the whole source. Answers
-are JSON objects {"text": "..."}; the teacher layer repairs malformed JSON once. A turn whose
-answer is still unusable, or whose text drops a slot value the user must say (a query, a
-number), quarantines its dialogue with the reason; the other dialogues go on.
+are JSON objects {"text": "..."} under `TURN_SCHEMA` (sent as a json_schema response format, so
+servers and the hf teacher constrain decoding to it); the teacher layer repairs malformed JSON once.
+
+A weak model (a 135M one fails often) never costs a dialogue: a turn whose answer is unusable,
+or whose text drops a slot value the user must say (a query, a number), is asked again with the
+next sample index (at temperature at least REASK_TEMPERATURE: a greedy re-ask would repeat
+itself), `reasks` times at most; then the turn keeps its template wording. The record says so:
+`meta.voiced` (every turn voiced) and `meta.voicing` {turns, voiced, reasks, fallbacks: [{turn,
+reason}]}. Labels stay exact either way: walks, slots and facts come from the graph and catalog.
 """
 from __future__ import annotations
 
@@ -44,6 +50,11 @@ def _verbatim_values(slots: dict, template_text: str) -> list[str]:
     return values
 
 
+TURN_SCHEMA = {"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 600}},
+               "required": ["text"], "additionalProperties": False}
+REASK_TEMPERATURE = 0.7
+
+
 def turn_requests(record: dict, domain: str | Domain, request_cls) -> list:
     """One ChatRequest per turn of a template dialogue (user and system); `domain`: a name or a Domain."""
     spec = _domain(domain)
@@ -68,7 +79,7 @@ def turn_requests(record: dict, domain: str | Domain, request_cls) -> list:
         prompt = (f"{task}\n\nConversation so far:\n{_history(messages, i)}\n\n"
                   'Answer with a JSON object {"text": "..."} and nothing else.')
         requests.append(request_cls(messages=[{"role": "user", "content": prompt}], temperature=temperature,
-                                    max_tokens=200, json=True,
+                                    max_tokens=200, json=True, schema=TURN_SCHEMA,
                                     meta={"template": message["content"], "record": record["id"], "turn": i}))
     return requests
 
@@ -92,26 +103,57 @@ def _check(response, request, message: dict) -> str | None:
     return None
 
 
-def voice_dialogues(records: list[dict], domain: str, teacher, request_cls) -> tuple[list[dict], list[dict]]:
-    """Template dialogues -> (teacher-voiced dialogues, rejects with reasons). Annotations are kept."""
+def reask(request, attempt: int, request_cls):
+    """The same turn request again, as draw `attempt` (a new cache key), sampled."""
+    return request_cls(messages=request.messages, temperature=max(request.temperature or 0.0, REASK_TEMPERATURE),
+                       max_tokens=request.max_tokens, json=True, schema=request.schema, sample=attempt,
+                       meta=request.meta)
+
+
+def voice_dialogues(records: list[dict], domain: str, teacher, request_cls,
+                    reasks: int = 2) -> tuple[list[dict], list[dict]]:
+    """Template dialogues -> (teacher-voiced dialogues, rejects). Annotations are kept; a turn the
+    teacher cannot voice after `reasks` re-asks keeps its template text (see the module docstring),
+    so every dialogue comes back and the rejects are empty."""
     batches = [turn_requests(r, domain, request_cls) for r in records]
     flat = [req for batch in batches for req in batch]
-    responses = iter(teacher.complete(flat, offline=offline_answer))
-    voiced, rejects = [], []
+    messages = [m for r in records for m in r["messages"]]
+    texts: list[str | None] = [None] * len(flat)
+    why: list[str | None] = [None] * len(flat)
+    asked = [0] * len(flat)
+    todo = list(range(len(flat)))
+    for attempt in range(reasks + 1):
+        if not todo:
+            break
+        wave = [flat[i] if attempt == 0 else reask(flat[i], attempt, request_cls) for i in todo]
+        for i, request, response in zip(todo, wave, teacher.complete(wave, offline=offline_answer)):
+            asked[i] += attempt > 0
+            why[i] = _check(response, request, messages[i])
+            if why[i] is None:
+                texts[i] = response.data["text"].strip()
+        todo = [i for i in todo if texts[i] is None]
+    voiced, position = [], 0
     for record, batch in zip(records, batches):
-        answers = [next(responses) for _ in batch]
-        messages, problem = [], None
-        for n, (message, request, response) in enumerate(zip(record["messages"], batch, answers)):
-            why = _check(response, request, message)
-            if why:
-                problem = problem or f"teacher answer unusable: turn {n}: {why}"
-                continue
-            messages.append({**message, "content": response.data["text"].strip()})
-        if problem:
-            rejects.append({"source": record["source"], "group": record["group"], "code": "teacher_unusable",
-                            "reason": problem, "record": record["id"]})
-            continue
-        voiced.append({**record, "id": record_id(messages), "messages": messages,
-                       "meta": {**record["meta"], "generator": getattr(teacher, "backend", "teacher"),
-                                "teacher_model": getattr(teacher, "model", None)}})
-    return voiced, rejects
+        turns = range(position, position + len(batch))
+        position += len(batch)
+        fallbacks = [{"turn": i - turns.start, "reason": why[i]} for i in turns if texts[i] is None]
+        out = [{**messages[i], "content": texts[i] if texts[i] is not None else messages[i]["content"]}
+               for i in turns]
+        voiced.append({**record, "id": record_id(out), "messages": out, "meta": {
+            **record["meta"], "generator": getattr(teacher, "backend", "teacher"),
+            "teacher_model": getattr(teacher, "model", None), "voiced": not fallbacks,
+            "voicing": {"turns": len(batch), "voiced": len(batch) - len(fallbacks),
+                        "reasks": sum(asked[i] for i in turns), "fallbacks": fallbacks}}})
+    return voiced, []
+
+
+def voicing_metrics(records: list[dict]) -> dict:
+    """Per source: the share of turns the teacher voiced, re-asks, template fallbacks, fully voiced dialogues."""
+    stats = [r["meta"]["voicing"] for r in records if "voicing" in r.get("meta", {})]
+    if not stats:
+        return {}
+    turns = sum(s["turns"] for s in stats)
+    return {"voiced_turn_rate": round(sum(s["voiced"] for s in stats) / max(1, turns), 4),
+            "voicing_reasks": sum(s["reasks"] for s in stats),
+            "voicing_fallbacks": sum(len(s["fallbacks"]) for s in stats),
+            "voiced_dialogues": sum(not s["fallbacks"] for s in stats)}

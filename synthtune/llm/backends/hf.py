@@ -161,6 +161,7 @@ class LocalChatModel:
     def __init__(self, model_id: str):
         self.model_id = model_id
         self.model = self.tokenizer = None
+        self._constraints = None
 
     def load(self):
         if self.model is None:
@@ -185,8 +186,19 @@ class LocalChatModel:
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"   # a base model
         return tok(text, add_special_tokens=False)["input_ids"]
 
+    def constraints(self):
+        """The JSON grammars of this model's tokenizer (built on the first JSON call)."""
+        if self._constraints is None:
+            from synthtune.llm.backends.constrained import JSONConstraints
+
+            model, tok = self.load()
+            self._constraints = JSONConstraints(tok, model.config.vocab_size)
+        return self._constraints
+
     def generate(self, calls: Sequence[Call]) -> list[dict]:
-        """One batch of calls sharing sampling params; greedy when temperature is 0."""
+        """One batch of calls sharing sampling params; greedy when temperature is 0. JSON calls are
+        decoded under their schema's grammar (any JSON object without one), as servers do for
+        `response_format`; the others in the batch are left unconstrained."""
         import torch
 
         model, tok = self.load()
@@ -197,13 +209,26 @@ class LocalChatModel:
         if first.temperature > 0:
             sampling.update(temperature=first.temperature, top_p=first.top_p)
             torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
+        if any(c.json for c in calls):
+            from synthtune.llm.backends.constrained import logits_processor
+
+            grammars = [self.constraints().grammar(c.schema) if c.json else None for c in calls]
+            sampling["logits_processor"] = [logits_processor(grammars)]
         new_tokens = left_padded_generate(model, prompts, pad, max_new_tokens=max(c.max_tokens for c in calls),
                                           **sampling)
+        eos = model.generation_config.eos_token_id
+        stops = {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         rows = []
         for call, prompt, row in zip(calls, prompts, new_tokens.tolist()):
-            new = [t for t in row if t != pad][:call.max_tokens]
-            if tok.eos_token_id in new:
-                new = new[:new.index(tok.eos_token_id)]
-            rows.append({"text": tok.decode(new, skip_special_tokens=True).strip(), "finish_reason": None,
-                         "model": self.model_id, "prompt_tokens": len(prompt), "completion_tokens": len(new)})
+            # ends at the first end token (the padding after it may be the same id); else at max_tokens
+            end = next((i for i, t in enumerate(row[:call.max_tokens]) if t in stops), None)
+            new, finish = (row[:end], "stop") if end is not None else (row[:call.max_tokens], "length")
+            new = [t for t in new if t != pad]
+            text = tok.decode(new, skip_special_tokens=True).strip()
+            if call.stop:
+                cut = cut_at_stop(text, call.stop)
+                finish = "stop" if cut != text else finish
+                text = cut.strip()
+            rows.append({"text": text, "finish_reason": finish, "model": self.model_id,
+                         "prompt_tokens": len(prompt), "completion_tokens": len(new)})
         return rows

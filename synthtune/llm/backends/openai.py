@@ -65,12 +65,14 @@ class Endpoint:
     backoff_s: float
     max_backoff_s: float
     json_mode: bool = False             # send response_format=json_object for JSON calls
+    json_schema: bool = False           # ... json_schema for calls with a schema, while the server takes it
     section: str = "teacher"
 
     @classmethod
     def of_teacher(cls, params: TeacherParams) -> Endpoint:
         return cls(params.base_url, params.model, params.api_key_env, params.concurrency, params.timeout_s,
-                   params.max_retries, params.backoff_s, params.max_backoff_s, params.json_mode)
+                   params.max_retries, params.backoff_s, params.max_backoff_s, params.json_mode,
+                   params.json_schema)
 
     @classmethod
     def of_hosted(cls, name: str, params: OpenAIModelParams, *, max_retries: int = 2) -> Endpoint:
@@ -140,6 +142,7 @@ class OpenAIClient:
         self._rng = rng or random.Random()
         self.session = self.proxy = None
         self.reachable = False          # set by the first successful probe()
+        self.schema_refused = False     # the server answered 400 to a json_schema response_format
 
     def api_key(self) -> str | None:
         """Read when the first request is sent, never stored beyond the session's headers, never logged."""
@@ -225,6 +228,9 @@ class OpenAIClient:
             body["stop"] = call.stop
         if call.json and self.endpoint.json_mode:
             body["response_format"] = {"type": "json_object"}
+            if call.schema is not None and self.endpoint.json_schema and not self.schema_refused:
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "answer", "schema": call.schema, "strict": True}}
         return body
 
     async def send(self, call: Call) -> dict:
@@ -232,9 +238,10 @@ class OpenAIClient:
         import aiohttp
 
         e = self.endpoint
+        body = self.body(call)
         try:
             async with asyncio.timeout(e.timeout_s):
-                async with self.session.post(self.where + "/chat/completions", json=self.body(call),
+                async with self.session.post(self.where + "/chat/completions", json=body,
                                              proxy=self.proxy) as response:
                     status, headers = response.status, response.headers
                     content = await response.read()
@@ -251,6 +258,15 @@ class OpenAIClient:
         if status == 404:
             raise TeacherModelNotFound.at(f"{e.section}.model", f"{self.where} does not serve model "
                                           f"{e.model!r} (HTTP 404)")
+        if status in (400, 422) and body.get("response_format", {}).get("type") == "json_schema":
+            # A server without structured outputs (or with another dialect of them): from now on
+            # json_object, and this request is re-sent at once (not a retry: nothing failed on the way).
+            if not self.schema_refused:
+                log.warning("%s: %s refused response_format json_schema (HTTP %d); sending json_object instead",
+                            e.section, self.where, status)
+            self.schema_refused = True
+            self.counts.sent += 1
+            return await self.send(call)
         if status != 200:
             retryable = status in (408, 409, 429) or status >= 500
             raise _AttemptFailed(_Attempt(retryable, f"HTTP {status}", retry_after(headers)))

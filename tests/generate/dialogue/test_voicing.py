@@ -59,7 +59,8 @@ def test_voiced_dialogues_keep_annotations_and_get_new_ids(dialogues):
         assert after["id"] != before["id"] and after["meta"]["teacher_model"] == "fake-model"
 
 
-def test_bad_answers_quarantine_their_dialogue_only(dialogues):
+def test_a_weak_model_costs_turns_never_dialogues(dialogues):
+    """Unusable answers are re-asked (next sample, sampled), then keep the template text, flagged."""
     def answer(request):
         if request.meta["record"] == dialogues[1]["id"] and request.meta["turn"] == 0:
             return ChatResponse(text="not json", ok=False, error="malformed JSON after one repair")
@@ -67,12 +68,45 @@ def test_bad_answers_quarantine_their_dialogue_only(dialogues):
             return ChatResponse(text="{}", data={"txt": "x"})
         if request.meta["record"] == dialogues[3]["id"] and "search for" not in request.meta["template"]:
             return ChatResponse(text='{"text": "something else entirely"}', data={"text": "something else entirely"})
+        if request.meta["record"] == dialogues[4]["id"] and request.meta["turn"] == 1 and request.sample < 2:
+            return ChatResponse(text="{}", data={"txt": "x"})        # fixed on the second re-ask
         return rewrite(request)
 
-    voiced, rejects = voice_dialogues(dialogues, "recipe", FakeTeacher(answer), ChatRequest)
-    reasons = {r["record"]: r["reason"] for r in rejects}
-    assert reasons[dialogues[1]["id"]] == "teacher answer unusable: turn 0: malformed JSON after one repair"
-    assert reasons[dialogues[2]["id"]] == 'teacher answer unusable: turn 0: answer lacks a non-empty "text" string'
-    # dialogue 3's search turn lost its query: the slot must be said word for word
-    assert "drops slot value" in reasons[dialogues[3]["id"]]
-    assert len(voiced) + len(rejects) == len(dialogues)
+    teacher = FakeTeacher(answer)
+    voiced, rejects = voice_dialogues(dialogues, "recipe", teacher, ChatRequest, reasks=2)
+    assert rejects == [] and [v["group"] for v in voiced] == [d["group"] for d in dialogues]
+    by_group = {v["group"]: v for v in voiced}
+    one = by_group[dialogues[1]["group"]]
+    assert one["meta"]["voiced"] is False
+    assert one["meta"]["voicing"]["fallbacks"] == [{"turn": 0, "reason": "malformed JSON after one repair"}]
+    assert one["messages"][0]["content"] == dialogues[1]["messages"][0]["content"]      # the template text
+    assert all(m["content"].startswith("well, ") for m in one["messages"][1:])
+    two = by_group[dialogues[2]["group"]]["meta"]["voicing"]
+    assert two["voiced"] == 0 and {f["reason"] for f in two["fallbacks"]} == {'answer lacks a non-empty "text" string'}
+    assert two["reasks"] == 2 * two["turns"]
+    three = by_group[dialogues[3]["group"]]["meta"]["voicing"]["fallbacks"]
+    assert three and all("drops slot value" in f["reason"] for f in three)
+    four = by_group[dialogues[4]["group"]]
+    assert four["meta"]["voiced"] is True and four["meta"]["voicing"]["reasks"] == 2
+    # annotations (the labels) never change, whichever text a turn keeps
+    for before, after in zip(dialogues, voiced):
+        assert [m.get("annotations") for m in before["messages"]] == [m.get("annotations") for m in after["messages"]]
+    # re-asks: the same prompt as the next sample, never greedy (a greedy re-ask repeats itself)
+    again = [r for r in teacher.seen if r.sample > 0]
+    assert again and all(r.temperature >= 0.7 and r.schema is not None for r in again)
+    assert {r.sample for r in again} == {1, 2}
+
+
+def test_voicing_metrics_count_turns_reasks_and_fallbacks(dialogues):
+    from synthtune.generate.dialogue.voicing import voicing_metrics
+
+    def answer(request):
+        if request.meta["record"] == dialogues[0]["id"] and request.meta["turn"] == 0:
+            return ChatResponse(text="{}", data={"txt": "x"})
+        return rewrite(request)
+
+    voiced, _ = voice_dialogues(dialogues, "recipe", FakeTeacher(answer), ChatRequest, reasks=1)
+    turns = sum(len(d["messages"]) for d in dialogues)
+    assert voicing_metrics(voiced) == {"voiced_turn_rate": round((turns - 1) / turns, 4), "voicing_reasks": 1,
+                                       "voicing_fallbacks": 1, "voiced_dialogues": len(dialogues) - 1}
+    assert voicing_metrics(dialogues) == {}          # template dialogues: nothing to report
