@@ -146,6 +146,14 @@ class DocQASourceParams(SourceParams):
     grounding_embedder: str = "sentence-transformers:minilm"   # for that cosine: minilm | tfidf | sentence-transformers:<folder>
 
 
+class ApiCodeSourceParams(SourceParams):
+    """API-grounded code records (synthtune.generate.api_code): `path` is the API document(s)."""
+    kind: Literal["api_code"]
+    teacher: TeacherBackend | None = None    # template: snippets by rule from the signatures; null: teacher.backend
+    n_records: int = Field(120, ge=1)        # one per function first, then pairs sharing a callback
+    reasks: int = Field(1, ge=0)             # LLM: re-asks of a snippet that misses its function
+
+
 class LoaderSourceParams(SourceParams):
     """The user's own file through the loader of its `kind` (synthtune.generate.loaders.LOADERS)."""
     kind: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -170,7 +178,7 @@ class LoaderSourceParams(SourceParams):
 
 
 GENERATOR_SOURCES: dict[str, type[SourceParams]] = {"dialogues": DialoguesSourceParams,
-                                                    "docqa": DocQASourceParams}
+                                                    "docqa": DocQASourceParams, "api_code": ApiCodeSourceParams}
 _LOADER_TAG = "loader"
 
 

@@ -52,6 +52,10 @@ class ScoreParams(Section):
     bootstrap: int = Field(1000, ge=0)      # resamples of the test dialogues for 95% intervals; 0: off
     turn_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 7])   # first turn of each position bucket
     confusion_model: str = "tuned"          # whose intents go to the confusion plot
+    judge_max: int = Field(24, ge=0)        # turns the relevance judge rates (stage judge); 0: no judge
+    judge: Literal["local", "openai"] = "local"   # local: the run's base model (hf) | openai: teacher endpoint
+    judge_model: str = "gpt-4o-mini"        # the openai judge's model name (teacher.base_url, api_key_env)
+    judge_min_accuracy: float = Field(0.6, ge=0, le=1)   # gold-vs-foreign accuracy below it: judge flagged
 
 
 class ApiParams(Section):

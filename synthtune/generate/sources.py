@@ -100,6 +100,9 @@ def prompts_sha256(kind: str) -> str | None:
     elif kind == "docqa":
         from synthtune.generate import docqa
         modules = (docqa,)
+    elif kind == "api_code":
+        from synthtune.generate import api_code
+        modules = (api_code,)
     else:
         return None
     digest = hashlib.sha256()
@@ -117,6 +120,23 @@ def docqa_source(name: str, source: SourceParams, input_path: Path, seed: int,
 
     out = generate_docqa(name, source, input_path, teacher or Teacher(TeacherParams()), seed)
     return SourceOutput(out.records, out.rejects, out.metrics)
+
+
+@register_source("api_code")
+def api_code_source(name: str, source: SourceParams, input_path: Path, seed: int,
+                    teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
+    from synthtune.generate.api_code import api_code_records, read_api_functions, voice_api_code
+
+    functions = read_api_functions(Path(input_path))
+    records = api_code_records(name, source.domain, functions, source.n_records, seed)
+    if teacher is not None and teacher.backend != "template":
+        from synthtune.llm.teacher import ChatRequest
+
+        records = voice_api_code(records, functions, teacher, ChatRequest, source.reasks)
+    voiced = [r["meta"].get("voiced", True) for r in records]
+    return SourceOutput(records, [], {"records": len(records), "functions": len(functions),
+                                      "functions_covered": len({f for r in records for f in r["meta"]["functions"]}),
+                                      "voiced_rate": round(sum(voiced) / max(1, len(voiced)), 4)})
 
 
 @register_source("dialogues")

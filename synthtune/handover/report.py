@@ -189,6 +189,23 @@ def _rag_table(rag: dict) -> str:
     return f"<h2>Retrieval-augmented answers</h2><table><tr><th>retriever</th>{head}</tr>{rows}</table>"
 
 
+def _judge_table(judge: dict) -> str:
+    """SynTOD relevance per model, and whether the judge itself passed its gold-vs-foreign check."""
+    if not judge:
+        return ""
+    check = judge.get("judge", {})
+    models = [m for m in judge if m != "judge"]
+    rows = "".join(f"<tr><th scope=row>{html.escape(m)}</th>" + "".join(
+        f"<td>{fmt(judge[m].get(k))}</td>" for k in ("relevance_mean", "relevance_share_0", "relevance_share_1",
+                                                     "relevance_share_2", "relevance_judged")) + "</tr>" for m in models)
+    verdict = ("<p><b>Flagged:</b> the judge did not rate the gold reply above another dialogue's reply often "
+               "enough; its relevance figures say little.</p>" if check.get("judge_flagged") else "")
+    return (f"<h2>Relevance (LLM judge, SynTOD 0/1/2)</h2><table><tr><th>model</th><th>mean</th><th>share 0</th>"
+            f"<th>share 1</th><th>share 2</th><th>judged</th></tr>{rows}</table>"
+            f"<p><small>judge: {html.escape(str(check.get('judge_model')))}; gold-vs-foreign pairwise accuracy "
+            f"{fmt(check.get('judge_pairwise_accuracy'))}</small></p>{verdict}")
+
+
 def _examples(title: str, turns: list[dict]) -> str:
     if not turns:
         return ""
@@ -217,7 +234,7 @@ def build_report(plots: Path, run: RunMetrics, live_dir: Path, test: list[dict],
                  title: str, examples: int, model: str) -> str:
     """The report's HTML from the run's metrics, its plots/ folder and dvclive folder, test examples, predictions."""
     score, rag, train = run.stage("score"), run.optional("rag"), run.stage("train")
-    select, export = run.stage("select"), run.optional("export")
+    select, export, judge = run.stage("select"), run.optional("export"), run.optional("judge")
     figures = [("Base vs tuned (vs majority), per metric", score_bars(score))]
     for uri, caption in ((loss_curves(live_dir), "Training and validation loss per step (dvclive)"),
                          (confusion_matrix(plots / "score/confusion.csv"), "Intent confusion (score.confusion_model)"),
@@ -246,6 +263,7 @@ def build_report(plots: Path, run: RunMetrics, live_dir: Path, test: list[dict],
 <table class=facts>{fact_rows}</table>
 <h2>Scorecard</h2>{_table(score)}<p><small>[low, high]: bootstrap 95% interval over test dialogues.</small></p>
 {_rag_table(rag)}
+{_judge_table(judge)}
 <h2>Charts</h2><div class=grid>{figure_html}</div>
 <h2>Example turns ({html.escape(model)})</h2>
 {_examples("Best", best)}{_examples("Worst", worst)}

@@ -150,7 +150,7 @@ def test_unknown_kind_is_named_with_its_line(tmp_path, root):
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert str(err.value) == (f"{path}:{_line(lines, 'kind: xml')}: sources.mine.kind: unknown source kind "
-                              "(known: alpaca, chat, csv, dialogues, docqa, hf, oasst, qa_json, text) (got 'xml')")
+                              "(known: alpaca, api_code, chat, csv, dialogues, docqa, hf, oasst, qa_json, text) (got 'xml')")
 
 
 def test_loader_kinds_come_from_the_registry_handed_to_config(tmp_path, root, monkeypatch):
@@ -160,7 +160,7 @@ def test_loader_kinds_come_from_the_registry_handed_to_config(tmp_path, root, mo
     monkeypatch.setattr(config, "_loader_kinds", {"parquet_rows": object()})
     assert load_params(path).sources["mine"].kind == "parquet_rows"
     monkeypatch.setattr(config, "_loader_kinds", {})
-    with pytest.raises(ParamsError, match=r"sources\.mine\.kind: unknown source kind \(known: dialogues, docqa\)"):
+    with pytest.raises(ParamsError, match=r"sources\.mine\.kind: unknown source kind \(known: api_code, dialogues, docqa\)"):
         load_params(path)
     monkeypatch.setattr(config, "_loader_kinds", None)    # registry never imported: any kind name passes
     assert load_params(path).sources["mine"].kind == "parquet_rows"

@@ -112,7 +112,7 @@ def test_an_unregistered_loader_kind_is_no_source(tmp_path, root, throwaway):
 
 
 def test_sources_hold_generators_and_every_loader_kind():
-    assert {"dialogues", "docqa"} | set(LOADERS) == set(SOURCES)
+    assert {"dialogues", "docqa", "api_code"} | set(LOADERS) == set(SOURCES)
     assert len(SOURCES) == len(set(SOURCES))
     assert SOURCES["csv"] is loader_source and SOURCES["dialogues"] is not loader_source
     assert "xml" not in SOURCES

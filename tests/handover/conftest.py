@@ -36,7 +36,8 @@ FORMAT = {f"{s}_{k}": v for s in ("train", "val", "test") for k, v in
            ("truncated", 0))}
 GENERATE = {"recipe_tod": {"dialogues": 300, "quarantined": 0}, "shop_tod": {"dialogues": 299, "quarantined": 1},
             "qa_docs": {"records": 23, "rejected": 0, "prompts_sha256": "0123456789ab", "teacher_requests": 46, "teacher_prompt_tokens": 9000,
-                        "teacher_completion_tokens": 1234, "teacher_cost_usd": 0.0021}}
+                        "teacher_completion_tokens": 1234, "teacher_cost_usd": 0.0021},
+            "lua_api": {"records": 120, "functions": 54, "voiced_rate": 1.0}}
 EXPORT = {"method": "lora_merged", "dtype": "bfloat16", "probe_rows": 4, "max_abs_logit_diff": 3.8e-06,
           "max_abs_logit_diff_cast": 0.0625, "top1_agreement_cast": 0.9921, "n_params": 134515008, "weights_bytes": 269060552}
 MANIFEST = {"name": "smollm2-135m-instruct", "path": ".", "origin": "HuggingFaceTB/SmolLM2-135M-Instruct",

@@ -36,3 +36,17 @@ def test_report_opens_in_headless_chromium_with_every_image(run_dir, tmp_path):
     assert len(seen["images"]) == 5 and all(done and w > 0 and h > 0 for done, w, h in seen["images"])
     assert "Scorecard" in seen["text"] and str(SCORE["tuned"]["slot_f1"]) in seen["text"]
     assert not is_blank(tmp_path / "shot.png")
+
+
+def test_report_shows_the_judge_and_says_when_it_is_flagged(run_dir):
+    import json
+
+    assert "LLM judge" not in page(run_dir)                 # no judge stage output: no section
+    judge = {"base": {"relevance_mean": 0.4125, "relevance_judged": 24}, "tuned": {"relevance_mean": 1.25},
+             "judge": {"judge_pairwise_accuracy": 0.25, "judge_flagged": True, "judge_model": "base (local)"}}
+    (run_dir / "metrics" / "judge.json").write_text(json.dumps(judge))
+    html = page(run_dir)
+    assert "LLM judge" in html and "1.25" in html and "0.4125" in html and "Flagged:" in html
+    judge["judge"]["judge_flagged"] = False
+    (run_dir / "metrics" / "judge.json").write_text(json.dumps(judge))
+    assert "Flagged:" not in page(run_dir)

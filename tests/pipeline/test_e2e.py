@@ -50,7 +50,7 @@ def test_dvc_repro_runs_the_whole_dag(workspace):
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     sources = yaml.safe_load((work / "params.yaml").read_text())["sources"]
     assert ran == {f"generate@{name}" for name in sources} | {
-        "prepare", "select", "base_model", "format", "train", "predict", "score", "rag",
+        "prepare", "select", "base_model", "format", "train", "predict", "score", "judge", "rag",
         "export", "dataset_card", "report"}
     score = json.loads((work / "metrics/score.json").read_text())
     assert set(score) == {"base", "tuned", "majority"}
@@ -58,6 +58,9 @@ def test_dvc_repro_runs_the_whole_dag(workspace):
         assert {"intent_accuracy", "bleu", "rouge_l"} <= set(model)
     rag = json.loads((work / "metrics/rag.json").read_text())
     assert set(rag) == {"base", "tuned"} and 0 <= rag["tuned"]["hit_at_k"] <= 1
+    judge = json.loads((work / "metrics/judge.json").read_text())
+    assert set(judge) == {"base", "tuned", "judge"} and judge["judge"]["judge_invalid"] == 0
+    assert isinstance(judge["judge"]["judge_flagged"], bool) and judge["tuned"]["relevance_judged"] > 0
     assert (work / "dvclive/train/plots/metrics/train/loss.tsv").read_text().startswith("step\tloss")
     assert "Data and pipelines are up to date" in sh("dvc status", work, env)
     # the tuned output holds only what is the same on every machine: no pickled run args, sorted modules
@@ -73,7 +76,7 @@ def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
     sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm repro", work, env)
     out = sh("dvc exp run -S train.lr=0.005", work, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"train", "predict", "score", "rag", "export", "report"}
+    assert ran == {"train", "predict", "score", "judge", "rag", "export", "report"}
 
 
 def test_the_handover_cards_export_and_report_hold_the_runs_figures(workspace, tmp_path):
