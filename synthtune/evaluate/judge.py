@@ -75,7 +75,9 @@ def foreign_reply(turns: list[dict], i: int) -> str:
 
 def judge_request(turn: dict, reply: str, request_cls, what: str):
     prompt = JUDGE_PROMPT.format(history=turn["history"], gold=turn["gold"], reply=reply or "(empty)")
-    return request_cls(messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=8,
+    # 16 tokens: `{"score": 0}` is 5 tokens for SmolLM2's BPE but 9+ for the tiny model's small
+    # vocabulary; constrained decoding stops at the closing brace, so the budget costs nothing
+    return request_cls(messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=16,
                        schema=JUDGE_SCHEMA, meta={"turn": turn["id"], "what": what})
 
 

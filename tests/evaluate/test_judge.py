@@ -56,7 +56,7 @@ def test_relevance_shares_means_and_a_judge_that_tells_gold_from_foreign():
     out = relevance(turns, preds, judge, ChatRequest, min_accuracy=0.6)
     assert out["tuned"]["relevance_mean"] == 2.0 and out["base"]["relevance_share_1"] == 1.0
     assert out["judge"]["judge_pairwise_accuracy"] == 1.0 and out["judge"]["judge_flagged"] is False
-    assert all(r.schema == JUDGE_SCHEMA and r.temperature == 0.0 and r.max_tokens <= 8 for r in judge.seen)
+    assert all(r.schema == JUDGE_SCHEMA and r.temperature == 0.0 and r.max_tokens <= 16 for r in judge.seen)
     rated = next(r for r in judge.seen if r.meta["what"] == "tuned")
     assert "Reply to rate:\nresults" in rated.messages[0]["content"]       # the reply without its annotation line
 
