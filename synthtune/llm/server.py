@@ -20,9 +20,11 @@ model step serves a whole batch, so concurrency pays), and it needs no compiled 
 * GET /v1/models, GET /health, GET /stats (requests, batches, tokens, seconds busy).
 
 Batching: requests queue up; the batcher takes what arrived within `--window-ms` of the first, up
-to `--batch-size`, groups them by sampling settings (every greedy request shares one group; a
-sampled one is seeded by its seed) and runs each group in one worker thread, so the event loop
-keeps accepting requests while the model works.
+to `--batch-size`, and runs them as one `generate` call (one per distinct top_p) in a worker
+thread, so the event loop keeps accepting requests while the model works. Rows keep their own
+temperature, and greedy rows give exactly their greedy answer whatever shares the batch (tested);
+a sampled row's draw depends on its batch (seeded by the batch's first request), as on any
+batching server.
 """
 from __future__ import annotations
 
@@ -131,10 +133,15 @@ class BatchingServer:
                     pending.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
                 except TimeoutError:
                     break
+            # one generate call per top_p: rows keep their own temperature (hf.row_temperatures), and
+            # greedy rows stay exactly greedy in a sampled batch
             groups: dict[tuple, list] = {}
             for call, future in pending:
-                key = (0.0,) if call.temperature == 0 else (call.temperature, call.top_p, call.seed)
+                key = (None,) if call.temperature == 0 else (call.top_p,)
                 groups.setdefault(key, []).append((call, future))
+            if (None,) in groups and len(groups) > 1:       # greedy rows join the first sampled group
+                greedy = groups.pop((None,))
+                next(iter(groups.values())).extend(greedy)
             for group in groups.values():
                 await self._run(loop, group)
 

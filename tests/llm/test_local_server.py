@@ -86,12 +86,24 @@ def test_concurrent_requests_share_batches_and_match_one_at_a_time(tiny_base_dir
     assert server.stats.batches < len(prompts) and max(server.stats.batch_sizes) > 1
 
 
+def test_greedy_rows_stay_greedy_in_a_batch_with_sampled_rows(tiny_base_dir):
+    """The server batches requests of different temperatures together; a greedy one must not notice."""
+    model = LocalChatModel(str(tiny_base_dir))
+    greedy = [_call(f"greedy {i}", max_tokens=10) for i in range(3)]
+    alone = [model.generate([c])[0]["text"] for c in greedy]
+    sampled = [_call(f"hot {i}", max_tokens=10, temperature=1.3) for i in range(3)]
+    mixed = model.generate([sampled[0], greedy[0], sampled[1], greedy[1], greedy[2], sampled[2]])
+    assert [mixed[1]["text"], mixed[3]["text"], mixed[4]["text"]] == alone
+    assert [r["text"] for r in model.generate(sampled)] != [model.generate([c])[0]["text"] for c in greedy]
+
+
 def test_server_with_a_missing_model_fails_in_one_line(tmp_path):
     with pytest.raises(ServerFailed) as err:
         with LocalServer(str(tmp_path / "no-model"), startup_timeout_s=120):
             pass
     message = str(err.value)
     assert message.startswith("the local teacher server did not start: error: --model: cannot load local model")
+    assert message.endswith("no-model': no such folder, and not in the local hub cache")
     assert "\n" not in message
 
 

@@ -155,6 +155,27 @@ class HFBackend:
 
 # --- the hf teacher ---------------------------------------------------------------------------------
 
+def row_temperatures(temperatures: Sequence[float]):
+    """A LogitsProcessor giving each batch row its own temperature (generate takes one): logits / T,
+    and for T = 0 everything but the argmax masked, so sampling returns exactly the greedy token."""
+    import torch
+    from transformers import LogitsProcessor
+
+    temps = torch.tensor([[t if t > 0 else 1.0] for t in temperatures])
+    greedy = torch.tensor([t == 0 for t in temperatures])
+
+    class _RowTemperatures(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores = scores / temps.to(scores.dtype)
+            if greedy.any():
+                top = scores[greedy].argmax(-1, keepdim=True)
+                masked = torch.full_like(scores[greedy], float("-inf")).scatter(-1, top, 0.0)
+                scores[greedy] = masked
+            return scores
+
+    return _RowTemperatures()
+
+
 class LocalChatModel:
     """A local transformers causal LM answering teacher calls; loaded on the first batch."""
 
@@ -171,8 +192,11 @@ class LocalChatModel:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
                 self.model = AutoModelForCausalLM.from_pretrained(self.model_id).eval()
             except (OSError, ValueError) as exc:
-                raise TeacherModelNotFound(f"teacher.model: cannot load local model {self.model_id!r}: "
-                                           f"{str(exc).splitlines()[0]}") from None
+                from pathlib import Path
+
+                why = ("no such folder, and not in the local hub cache" if not Path(self.model_id).exists()
+                       else str(exc).splitlines()[0])
+                raise TeacherModelNotFound(f"teacher.model: cannot load local model {self.model_id!r}: {why}") from None
             self.tokenizer.padding_side = "left"
             if self.tokenizer.pad_token_id is None:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -205,15 +229,21 @@ class LocalChatModel:
         prompts = [self._prompt_ids(c.messages) for c in calls]
         pad = tok.pad_token_id
         first = calls[0]
-        sampling = {"do_sample": first.temperature > 0}
-        if first.temperature > 0:
-            sampling.update(temperature=first.temperature, top_p=first.top_p)
-            torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
+        temperatures = [c.temperature for c in calls]
+        mixed = len(set(temperatures)) > 1
+        sampling = {"do_sample": max(temperatures) > 0, "logits_processor": []}
         if any(c.json for c in calls):
             from synthtune.llm.backends.constrained import logits_processor
 
             grammars = [self.constraints().grammar(c.schema) if c.json else None for c in calls]
-            sampling["logits_processor"] = [logits_processor(grammars)]
+            sampling["logits_processor"].append(logits_processor(grammars))
+        if mixed:       # the server's batches: each row at its own temperature, greedy rows exactly greedy
+            sampling["logits_processor"].append(row_temperatures(temperatures))
+            sampling.update(temperature=1.0, top_p=first.top_p or 1.0)
+        elif first.temperature > 0:
+            sampling.update(temperature=first.temperature, top_p=first.top_p)
+        if sampling["do_sample"]:
+            torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
         new_tokens = left_padded_generate(model, prompts, pad, max_new_tokens=max(c.max_tokens for c in calls),
                                           **sampling)
         eos = model.generation_config.eos_token_id
