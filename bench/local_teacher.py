@@ -4,7 +4,7 @@
    the `openai` client; requests/s and completion tokens/s of each, and the ratio to concurrency 1
    (the server's single-stream speed). The server batches what arrives together, so the ratio is
    what batching buys.
-2. Structured outputs: 6 recipe dialogues voiced through `teacher: openai` with json_schema (the
+2. Structured outputs: 4 recipe dialogues (3 user turns at most) voiced through `teacher: openai` with json_schema (the
    default) and with json_object only (`teacher.json_schema: false`), no re-asks: the share of turn
    answers that are usable (parse, follow the schema, keep the slot values).
 3. Cache: the warm re-run of (2) sends 0 requests.
@@ -52,7 +52,7 @@ def usable_share(base_url: str, json_schema: bool, cache: Path) -> dict:
 
     params = TeacherParams(backend="openai", base_url=base_url, api_key_env=None, model=NAME, concurrency=16,
                            timeout_s=600, json_schema=json_schema)
-    source = SourceParams(kind="dialogues", path="x", domain="recipe", n_dialogues=6, max_turns=4, reasks=0)
+    source = SourceParams(kind="dialogues", path="x", domain="recipe", n_dialogues=4, max_turns=3, reasks=0)
     start = time.perf_counter()
     with Teacher(params, cache_dir=cache) as teacher:
         out = generate_source("tod", source, ROOT / "data/seeds/recipes.json", 3, teacher=teacher)
