@@ -15,7 +15,10 @@ are JSON objects {"text": "..."} under `TURN_SCHEMA` (sent as a json_schema resp
 servers and the hf teacher constrain decoding to it); the teacher layer repairs malformed JSON once.
 
 A weak model (a 135M one fails often) never costs a dialogue: a turn whose answer is unusable,
-or whose text drops a slot value the user must say (a query, a number), is asked again with the
+whose text drops a slot value the user must say (a query, a number), loops (a symbol four times
+in a row, the same word four times: how small models degenerate), or, for a user turn, echoes
+the assistant's previous reply (half its word 4-grams copied: a small model losing track of
+whose turn it is), is asked again with the
 next sample index (at temperature at least REASK_TEMPERATURE: a greedy re-ask would repeat
 itself), `reasks` times at most; then the turn keeps its template wording. The record says so:
 `meta.voiced` (every turn voiced) and `meta.voicing` {turns, voiced, reasks, fallbacks: [{turn,
@@ -24,6 +27,7 @@ reason}]}. Labels stay exact either way: walks, slots and facts come from the gr
 from __future__ import annotations
 
 import json
+import re
 
 from synthtune.generate.dialogue.engine import DOMAINS, Domain, record_id
 
@@ -89,7 +93,22 @@ def offline_answer(request) -> str:
     return json.dumps({"text": request.meta["template"]})
 
 
-def _check(response, request, message: dict) -> str | None:
+LOOP = re.compile(r"([^\w\s])\1{3,}|\b(\w+)(?:\W+\2\b){3,}", re.IGNORECASE)
+ECHO_SHARE = 0.5
+
+
+def _four_grams(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+
+
+def echoes(text: str, previous: str | None) -> bool:
+    """A user text made of the previous reply: at least half of its (3 or more) word 4-grams are in it."""
+    grams = _four_grams(text)
+    return bool(previous) and len(grams) >= 3 and len(grams & _four_grams(previous)) >= ECHO_SHARE * len(grams)
+
+
+def _check(response, request, message: dict, previous: str | None = None) -> str | None:
     if not response.ok:
         return response.error or "teacher answer unusable"
     data = response.data
@@ -100,6 +119,11 @@ def _check(response, request, message: dict) -> str | None:
         missing = [v for v in _verbatim_values(slots, request.meta["template"]) if v.lower() not in data["text"].lower()]
         if missing:
             return f"user text drops slot value(s) {missing}"
+        if echoes(data["text"], previous):
+            return "user text echoes the assistant's previous reply"
+    loop = LOOP.search(data["text"])
+    if loop:
+        return f"text loops ({loop.group(0)[:24]!r})"
     return None
 
 
@@ -118,6 +142,7 @@ def voice_dialogues(records: list[dict], domain: str, teacher, request_cls,
     batches = [turn_requests(r, domain, request_cls) for r in records]
     flat = [req for batch in batches for req in batch]
     messages = [m for r in records for m in r["messages"]]
+    previous = [r["messages"][j - 1]["content"] if j else None for r in records for j in range(len(r["messages"]))]
     texts: list[str | None] = [None] * len(flat)
     why: list[str | None] = [None] * len(flat)
     asked = [0] * len(flat)
@@ -128,7 +153,7 @@ def voice_dialogues(records: list[dict], domain: str, teacher, request_cls,
         wave = [flat[i] if attempt == 0 else reask(flat[i], attempt, request_cls) for i in todo]
         for i, request, response in zip(todo, wave, teacher.complete(wave, offline=offline_answer)):
             asked[i] += attempt > 0
-            why[i] = _check(response, request, messages[i])
+            why[i] = _check(response, request, messages[i], previous[i])
             if why[i] is None:
                 texts[i] = response.data["text"].strip()
         todo = [i for i in todo if texts[i] is None]

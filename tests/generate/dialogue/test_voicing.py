@@ -110,3 +110,42 @@ def test_voicing_metrics_count_turns_reasks_and_fallbacks(dialogues):
     assert voicing_metrics(voiced) == {"voiced_turn_rate": round((turns - 1) / turns, 4), "voicing_reasks": 1,
                                        "voicing_fallbacks": 1, "voiced_dialogues": len(dialogues) - 1}
     assert voicing_metrics(dialogues) == {}          # template dialogues: nothing to report
+
+
+def test_looping_and_echoing_turns_are_reasked_then_keep_the_template(dialogues):
+    """What SmolLM2-135M really wrote (`dvc exp run -n llm-voiced`, README): an emoji run, and a
+    user turn that repeats the assistant's result list. Both are re-asked, then fall back."""
+    d = dialogues[0]
+    echo_at = next(j for j, m in enumerate(d["messages"]) if m["role"] == "user" and j
+                   and len(d["messages"][j - 1]["content"].split()) >= 8)
+    loop_at = next(j for j, m in enumerate(d["messages"]) if m["role"] == "assistant" and j != echo_at - 1)
+
+    def answer(request):
+        turn, previous = request.meta["turn"], d["messages"][request.meta["turn"] - 1]["content"]
+        if request.meta["record"] == d["id"] and turn == echo_at:
+            text = "You can try: " + previous
+        elif request.meta["record"] == d["id"] and turn == loop_at:
+            text = "Here you go! 🍗🍗🍗🍗🍗🍗 " + request.meta["template"]
+        else:
+            return rewrite(request)
+        return ChatResponse(text=json.dumps({"text": text}), data={"text": text})
+
+    voiced, _ = voice_dialogues([d], "recipe", FakeTeacher(answer), ChatRequest, reasks=1)
+    fallbacks = {f["turn"]: f["reason"] for f in voiced[0]["meta"]["voicing"]["fallbacks"]}
+    assert fallbacks == {echo_at: "user text echoes the assistant's previous reply",
+                         loop_at: "text loops ('🍗🍗🍗🍗🍗🍗')"}
+    assert voiced[0]["messages"][echo_at]["content"] == d["messages"][echo_at]["content"]
+    assert voiced[0]["meta"]["voicing"]["reasks"] == 2
+
+
+def test_the_quality_checks_pass_every_template_turn(dialogues):
+    """No false alarms on the template simulator's own wording (also checked on the committed
+    run's 5,644 turns: none trips either check)."""
+    from synthtune.generate.dialogue.voicing import LOOP, echoes
+
+    for d in dialogues:
+        for j, m in enumerate(d["messages"]):
+            assert not LOOP.search(m["content"]), m["content"]
+            assert not (m["role"] == "user" and j and echoes(m["content"], d["messages"][j - 1]["content"]))
+    assert echoes("sure, 1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers", "1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers (45 min)")
+    assert not echoes("the Harissa Lamb Wraps please", "1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers (45 min)")
