@@ -39,6 +39,12 @@ ROWS = [
     ("#7", "padded / packed tokens/s", "train_throughput", ("packed_vs_padded", "speedup_padded_over_packed"),
      "(default = faster)", lambda v: v >= 1),
     ("#8", "batched / one-at-a-time generation", "generation_batching", ("ratio",), ">= 10", lambda v: v >= 10),
+    ("#16", "local teacher server, 16 / 1 concurrent requests/s", "local_teacher",
+     ("speed", "16", "speedup_over_concurrency_1"), "> 1 (batching pays)", lambda v: v > 1),
+    ("#16", "usable voiced turns, json_schema", "local_teacher", ("structured", "json_schema", "usable_share"),
+     "> json_object's", lambda v: v > figure("local_teacher", ("structured", "json_object", "usable_share"))),
+    ("#16", "local teacher warm re-run: requests sent", "local_teacher", ("warm_requests_sent",), "0",
+     lambda v: v == 0),
 ]
 
 
