@@ -134,6 +134,27 @@ def length_histogram(path: Path) -> str | None:
     return png_uri(fig)
 
 
+def grounding_histogram(name: str, made: dict, threshold: float | None) -> str | None:
+    """Document QA: the MiniLM cosine of each generated answer to its chunk (generate metrics), in
+    tenths; the bins below `min_grounding` were quarantined as ungrounded."""
+    bins = made.get("grounding_histogram")
+    if not bins:
+        return None
+    plt = _figure()
+    edges = [int(k.split("_")[1]) / 100 for k in bins]       # cos_30_40 -> 0.3
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar([e + 0.05 for e in edges], list(bins.values()), width=0.09,
+           color=["#c55" if threshold is not None and e + 0.1 <= threshold else "#47a" for e in edges])
+    if threshold is not None:
+        ax.axvline(threshold, color="#c55", linestyle="--", label=f"min_grounding {threshold}")
+        ax.legend()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"answer-to-chunk cosine (MiniLM), {name}")
+    ax.set_ylabel("answers")
+    fig.tight_layout()
+    return png_uri(fig)
+
+
 def ranked_turns(test: list[dict], predictions: list[dict], n: int) -> tuple[list[dict], list[dict]]:
     """The `n` best and `n` worst predicted turns: right intent first, then the reply's chrF to the gold."""
     from sacrebleu.metrics import CHRF
@@ -231,8 +252,10 @@ code{white-space:pre-wrap;font-size:12px}.facts td,.facts th{text-align:left}"""
 
 
 def build_report(plots: Path, run: RunMetrics, live_dir: Path, test: list[dict], predictions: list[dict],
-                 title: str, examples: int, model: str) -> str:
-    """The report's HTML from the run's metrics, its plots/ folder and dvclive folder, test examples, predictions."""
+                 title: str, examples: int, model: str, generated: dict[str, dict] | None = None,
+                 min_grounding: dict[str, float] | None = None) -> str:
+    """The report's HTML from the run's metrics, its plots/ folder and dvclive folder, test examples,
+    predictions, and `generated` ({source: its generate metrics}; `min_grounding` by document-QA source)."""
     score, rag, train = run.stage("score"), run.optional("rag"), run.stage("train")
     select, export, judge = run.stage("select"), run.optional("export"), run.optional("judge")
     figures = [("Base vs tuned (vs majority), per metric", score_bars(score))]
@@ -242,6 +265,11 @@ def build_report(plots: Path, run: RunMetrics, live_dir: Path, test: list[dict],
         if uri:
             figures.append((caption, uri))
     figures += [(caption, file_uri(plots / path)) for path, caption in STAGE_PNGS if (plots / path).is_file()]
+    for name, made in (generated or {}).items():
+        uri = grounding_histogram(name, made, (min_grounding or {}).get(name))
+        if uri:
+            figures.append((f"Document-QA answers grounded in their chunk (generate@{name}); "
+                            "below the line: quarantined as ungrounded", uri))
     best, worst = ranked_turns(test, predictions, examples)
     facts = [("method", f"{train['method']} · {train['dtype']} · {fmt(train['trainable_params'])} trainable"),
              ("training", f"{fmt(train['steps'])} steps in {fmt(train['train_seconds'])} s on "

@@ -27,6 +27,7 @@ class TeacherStats:
     cost_usd: float = 0.0
     repaired: int = 0
     quarantined: int = 0
+    seconds: float = 0.0        # wall time spent waiting for answers that were sent (not cache hits)
     # dry run: estimates of what a real run would send
     to_send: int = 0
     est_prompt_tokens: int = 0
@@ -39,6 +40,8 @@ class TeacherStats:
                 "quarantined")
         out = {prefix + k: getattr(self, k) for k in keys}
         out[prefix + "cost_usd"] = round(self.cost_usd, 6)
+        if self.sent:       # only when something was sent: a template or warm re-run keeps identical metrics
+            out[prefix + "seconds"] = round(self.seconds, 1)
         return out
 
 

@@ -245,10 +245,14 @@ class Teacher:
         """Raw answers by key: cache hits, then what the backend answers (each stored as it arrives)."""
         done, todo = self._pending(calls)
         if todo:
-            if self.backend == "hf":
-                self._send_hf(todo, done)
-            else:
-                asyncio.run(self._send_openai(todo, done))
+            start = time.monotonic()
+            try:
+                if self.backend == "hf":
+                    self._send_hf(todo, done)
+                else:
+                    asyncio.run(self._send_openai(todo, done))
+            finally:
+                self.stats.seconds += time.monotonic() - start
         return done
 
     def _pending(self, calls: Sequence[Call]) -> tuple[dict[str, dict], list[Call]]:

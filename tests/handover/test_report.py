@@ -50,3 +50,18 @@ def test_report_shows_the_judge_and_says_when_it_is_flagged(run_dir):
     judge["judge"]["judge_flagged"] = False
     (run_dir / "metrics" / "judge.json").write_text(json.dumps(judge))
     assert "Flagged:" not in page(run_dir)
+
+
+def test_report_plots_document_qa_grounding_with_its_threshold(run_dir):
+    """Issue 16: the grounding distribution of generated answers is in metrics and in a chart."""
+    from tests.handover.conftest import GENERATE
+
+    bins = {f"cos_{i * 10:02d}_{i * 10 + 10}": n for i, n in enumerate([0, 0, 1, 2, 3, 3, 3, 10, 1, 2])}
+    generated = {**GENERATE, "qa_docs": {**GENERATE["qa_docs"], "grounding_histogram": bins}}
+    plain = build_report(run_dir / "plots", RunMetrics(run_dir / "metrics"), run_dir / "dvclive/train", TEST,
+                         PREDICTIONS, "Run report: test", 1, "tuned", generated=GENERATE)
+    html = build_report(run_dir / "plots", RunMetrics(run_dir / "metrics"), run_dir / "dvclive/train", TEST,
+                        PREDICTIONS, "Run report: test", 1, "tuned", generated=generated,
+                        min_grounding={"qa_docs": 0.3})
+    assert plain.count("<img ") == 5 and html.count("<img ") == 6
+    assert "grounded in their chunk (generate@qa_docs)" in html

@@ -66,12 +66,15 @@ def test_batch_in_order_concurrency_limit_and_warm_rerun_sends_nothing(tmp_path,
     params = params_for(server, concurrency=3)
     with Teacher(params, cache_dir=tmp_path) as teacher:
         first = teacher.complete(requests(12) + requests(1))        # a duplicate is asked once
+        cold = teacher.stats.metrics()
     assert server.requests == 12 and server.max_in_flight <= 3
+    assert cold["teacher_sent"] == 12 and cold["teacher_seconds"] > 0          # the wall time of what was sent
     assert [r.text.split(": ", 1)[1] for r in first[:12]] == [f"question number {i}" for i in range(12)]
     assert first[12].text == first[0].text and all(r.ok and not r.cached for r in first)
     with Teacher(params, cache_dir=tmp_path) as teacher:
         again = teacher.complete(requests(12))
         assert teacher.stats.sent == 0 and teacher.stats.cache_hits == 12
+        assert "teacher_seconds" not in teacher.stats.metrics()     # warm: the metrics of a template run
     assert server.requests == 12
     assert [r.text for r in again] == [r.text for r in first[:12]] and all(r.cached for r in again)
 
