@@ -150,7 +150,7 @@ class ApiCodeSourceParams(SourceParams):
     """API-grounded code records (synthtune.generate.api_code): `path` is the API document(s)."""
     kind: Literal["api_code"]
     teacher: TeacherBackend | None = None    # template: snippets by rule from the signatures; null: teacher.backend
-    n_records: int = Field(120, ge=1)        # one per function first, then pairs sharing a callback
+    n_records: int = Field(40, ge=1)         # one per function first, then pairs sharing a callback
     reasks: int = Field(1, ge=0)             # LLM: re-asks of a snippet that misses its function
 
 
