@@ -87,6 +87,52 @@ def test_a_file_that_is_not_a_whole_gguf_is_one_clear_error(content, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
 
 
+def write_gguf(path, architecture: str, chat_template: str | None):
+    """A whole GGUF of a 1-layer, 8-wide model with a 4-token BPE (zeros: only loading matters)."""
+    import gguf
+    import numpy as np
+
+    d, ff, vocab = 8, 16, 4
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(d)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(4)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b", "ab", "<eos>"])
+    writer.add_token_merges(["a b"])
+    writer.add_token_types([1, 1, 1, 3])
+    writer.add_eos_token_id(3)
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    shapes = {"token_embd": (vocab, d), "output_norm": (d,), "output": (vocab, d), "blk.0.attn_norm": (d,),
+              "blk.0.ffn_norm": (d,), "blk.0.attn_q": (d, d), "blk.0.attn_k": (d, d), "blk.0.attn_v": (d, d),
+              "blk.0.attn_output": (d, d), "blk.0.ffn_gate": (ff, d), "blk.0.ffn_up": (ff, d), "blk.0.ffn_down": (d, ff)}
+    for name, shape in shapes.items():
+        writer.add_tensor(f"{name}.weight", np.zeros(shape, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("architecture, template, message", [
+    ("notanarch", "{{ messages }}", r"odd\.gguf: transformers cannot load this GGUF: .*architecture notanarch"),
+    ("llama", None, r"odd\.gguf: the GGUF has no chat template \(tokenizer\.chat_template\); the chat format needs one$")])
+def test_a_whole_gguf_transformers_cannot_use_is_one_clear_error(architecture, template, message, tmp_path):
+    """An architecture transformers cannot build, or a model without a chat template: one line
+    naming the file and the reason, nothing written."""
+    odd = write_gguf(tmp_path / "odd.gguf", architecture, template)
+    with pytest.raises(UserError, match=message) as err:
+        packaged.materialize_gguf(odd, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
 def test_a_packaged_manifest_points_model_source_at_its_folder(tmp_path):
     from synthtune.model.base_model import MANIFEST, model_source
 
