@@ -73,7 +73,9 @@ def open_backend(spec: ModelSpec, base_dir: Path, backend: str, *, trust_remote_
         yield VLLMBackend(*model_source(base_dir), spec.adapter, seed, trust_remote_code)
     else:
         from synthtune.model.base_model import load_base, load_tuned
+        from synthtune.model.precision import checked_dtype
 
+        dtype = checked_dtype(dtype, "model.dtype")   # the caller passes params.model.dtype
         model, tokenizer = (load_tuned(base_dir, spec.adapter, trust_remote_code, dtype=dtype) if spec.adapter
                             else load_base(base_dir, trust_remote_code, dtype=dtype))
         yield HFBackend(model, tokenizer, seed)

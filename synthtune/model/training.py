@@ -27,7 +27,7 @@ from synthtune.model.checkpoints import checkpoint_step, default_checkpoint_root
 from synthtune.model.dvclive_callback import dvclive_callback
 from synthtune.model.launcher import launch_command
 from synthtune.model.methods import prepare_model
-from synthtune.model.precision import device_description, resolve_dtype
+from synthtune.model.precision import checked_dtype, device_description
 
 __all__ = ["build_trainer", "check_max_length", "launch_command", "row_fields", "save_deterministic",
            "sft_config", "train_sft"]
@@ -96,7 +96,7 @@ def sft_config(train: TrainParams, output_dir: str, seed: int, max_length: int, 
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
-    dtype = resolve_dtype(train.dtype, cuda)   # autocast dtype; master weights stay fp32
+    dtype = checked_dtype(train.dtype, "train.dtype", cuda)   # autocast dtype; master weights stay fp32
     if dtype == "float16" and not cuda:
         raise ParamsError("params.yaml: train.dtype float16 needs a CUDA device; use auto, bfloat16 or float32")
     saving = train.save_steps > 0
