@@ -152,6 +152,9 @@ class ApiCodeSourceParams(SourceParams):
     teacher: TeacherBackend | None = None    # template: snippets by rule from the signatures; null: teacher.backend
     n_records: int = Field(40, ge=1)         # one per function first, then pairs sharing a callback
     reasks: int = Field(1, ge=0)             # LLM: re-asks of a snippet that misses its function
+    text_records: bool = False               # also each snippet as a content-only `text` record (a Lua
+                                             # file, as luacoder's code corpus): format.template text trains
+                                             # on them, the chat templates skip and count them
 
 
 class LoaderSourceParams(SourceParams):

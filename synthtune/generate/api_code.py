@@ -8,7 +8,9 @@ function's doc ("Create a movable window. Use the Moonlit UI Lua API."), the ass
 with a fenced Lua snippet that calls it, inside the game-loop callback where it belongs
 (drawing in `game.draw`, input in `game.update`, the rest in `game.load`). A method
 (`Window:add`) is called on an object made by the function that returns its type. First one
-record per function, then pairs of functions that share a callback, up to `n_records`.
+record per function, then pairs of functions that share a callback, up to `n_records`. With
+`text_records`, each snippet is also a content-only `text` record (the code as a Lua file), for
+continued pretraining on the API's code as luacoder does (`format.template: text`).
 
 The template teacher writes the snippets by rule from the signatures (argument values chosen by
 parameter name and type). An LLM teacher writes them from the task and the document listing; an
@@ -206,6 +208,27 @@ def api_code_records(name: str, domain: str, functions: list[ApiFunction], n_rec
         record["id"] = record_id(record)
         records.append(record)
     return records
+
+
+def code_of(answer: str) -> str:
+    """The Lua source inside an answer's first fenced block (the answer itself when it has none)."""
+    match = re.search(r"```[A-Za-z]*\n(.*?)```", answer, re.S)
+    return (match.group(1) if match else answer).strip() + "\n"
+
+
+def text_records(records: list[dict]) -> list[dict]:
+    """Each chat record's snippet as a content-only `text` record: the code as a Lua file, headed by
+    its task as a comment (code corpora document what a file does). It shares the chat record's
+    `group`, so both land in the same split: a test snippet never leaks into train as text."""
+    out = []
+    for record in records:
+        task = record["messages"][0]["content"]
+        text = f"-- {task}\n" + code_of(record["messages"][1]["content"])
+        new = {"source": record["source"], "domain": record["domain"], "group": record["group"], "text": text,
+               "meta": {**record["meta"], "layout": "text"}}
+        new["id"] = record_id(new)
+        out.append(new)
+    return out
 
 
 CODE_SYSTEM = ("You write short Lua snippets for the {library} API. Call only these documented functions:\n"

@@ -125,7 +125,7 @@ def docqa_source(name: str, source: SourceParams, input_path: Path, seed: int,
 @register_source("api_code")
 def api_code_source(name: str, source: SourceParams, input_path: Path, seed: int,
                     teacher: Teacher | None, prepare: PrepareParams | None) -> SourceOutput:
-    from synthtune.generate.api_code import api_code_records, read_api_functions, voice_api_code
+    from synthtune.generate.api_code import api_code_records, read_api_functions, text_records, voice_api_code
 
     functions = read_api_functions(Path(input_path))
     records = api_code_records(name, source.domain, functions, source.n_records, seed)
@@ -134,9 +134,11 @@ def api_code_source(name: str, source: SourceParams, input_path: Path, seed: int
 
         records = voice_api_code(records, functions, teacher, ChatRequest, source.reasks)
     voiced = [r["meta"].get("voiced", True) for r in records]
-    return SourceOutput(records, [], {"records": len(records), "functions": len(functions),
-                                      "functions_covered": len({f for r in records for f in r["meta"]["functions"]}),
-                                      "voiced_rate": round(sum(voiced) / max(1, len(voiced)), 4)})
+    texts = text_records(records) if source.text_records else []
+    metrics = {"records": len(records) + len(texts), "text_records": len(texts), "functions": len(functions),
+               "functions_covered": len({f for r in records for f in r["meta"]["functions"]}),
+               "voiced_rate": round(sum(voiced) / max(1, len(voiced)), 4)}
+    return SourceOutput(records + texts, [], metrics)
 
 
 @register_source("dialogues")

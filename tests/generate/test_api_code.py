@@ -75,3 +75,21 @@ def test_an_llm_snippet_missing_its_function_keeps_the_rule_snippet():
     assert voiced[0]["messages"] == records[0]["messages"]
     assert "- game.quit(): Ends the game after the current frame." in teacher.seen[0].messages[0]["content"]
     assert sum(r.sample == 1 for r in teacher.seen) == 1                     # one re-ask, for the bad one
+
+
+def test_text_records_are_the_snippets_as_lua_files_in_their_chat_records_split():
+    source = SourceParams(kind="api_code", path=str(API), n_records=12, text_records=True)
+    out = generate_source("lua", source, API, 0)
+    chats = [r for r in out.records if "messages" in r]
+    texts = [r for r in out.records if "text" in r]
+    assert len(chats) == len(texts) == 12 and out.metrics["records"] == 24 and out.metrics["text_records"] == 12
+    for chat, text in zip(chats, texts):
+        assert validate_record(text) is None and "messages" not in text
+        # same group: prepare splits by group, so a held-out snippet never trains as text
+        assert text["group"] == chat["group"] and text["meta"]["functions"] == chat["meta"]["functions"]
+        task, code = chat["messages"][0]["content"], chat["messages"][1]["content"]
+        assert text["text"] == f"-- {task}\n" + code.removeprefix("```lua\n").removesuffix("```")
+        assert "```" not in text["text"]
+    # off by default: only chat records, and the ids of those do not depend on the switch
+    plain = generate_source("lua", SourceParams(kind="api_code", path=str(API), n_records=12), API, 0)
+    assert plain.records == chats and plain.metrics["text_records"] == 0
