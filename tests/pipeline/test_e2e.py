@@ -44,9 +44,16 @@ def workspace(tmp_path_factory, root):
     return work, env
 
 
-def test_dvc_repro_runs_the_whole_dag(workspace):
+@pytest.fixture(scope="module")
+def reproduced(workspace):
+    """The workspace after one `dvc repro`, and what it printed: every later test starts from a run,
+    so each can also be run alone (`pytest -k handover`)."""
     work, env = workspace
-    out = sh("dvc repro", work, env)
+    return work, env, sh("dvc repro", work, env)
+
+
+def test_dvc_repro_runs_the_whole_dag(reproduced):
+    work, env, out = reproduced
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     sources = yaml.safe_load((work / "params.yaml").read_text())["sources"]
     assert ran == {f"generate@{name}" for name in sources} | {
@@ -71,30 +78,32 @@ def test_dvc_repro_runs_the_whole_dag(workspace):
     assert json.loads((work / "models/tuned/format.json").read_text())["template"] == "chat"
 
 
-def test_changing_train_lr_reruns_only_train_and_downstream(workspace):
-    work, env = workspace
+def test_changing_train_lr_reruns_only_train_and_downstream(reproduced):
+    work, env, _ = reproduced
     sh("git add -A && git -c user.name=t -c user.email=t@t commit -qm repro", work, env)
     out = sh("dvc exp run -S train.lr=0.005", work, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"train", "predict", "score", "judge", "rag", "export", "report"}
 
 
-def test_the_handover_cards_export_and_report_hold_the_runs_figures(workspace, tmp_path):
+def test_the_handover_cards_export_and_report_hold_the_runs_figures(reproduced, tmp_path):
     """What a run hands over, on the tiny preset: model card, dataset card, merged model, report page."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from synthtune.handover.run_files import fmt
     from tests.browser import is_blank, open_page
 
-    work, _ = workspace
+    work, _, _ = reproduced
     score = json.loads((work / "metrics/score.json").read_text())
     train = json.loads((work / "metrics/train.json").read_text())
     card = (work / "models/merged/README.md").read_text()
     meta = yaml.safe_load(card.split("---\n")[1])
     tuned = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert tuned["intent accuracy (SynTOD)"] == score["tuned"]["intent_accuracy"]
-    assert f"{train['train_seconds']} s on {train['device']}" in card
+    # The card rounds as the report does (2.0 s prints as "2 s"): compare in the card's own format.
+    assert f"{fmt(train['train_seconds'])} s on {train['device']}" in card
     merged = AutoModelForCausalLM.from_pretrained(str(work / "models/merged"))
     tokenizer = AutoTokenizer.from_pretrained(str(work / "models/merged"))
     assert merged(**tokenizer("hello", return_tensors="pt")).logits.dtype == torch.bfloat16
@@ -108,8 +117,8 @@ def test_the_handover_cards_export_and_report_hold_the_runs_figures(workspace, t
     assert len(seen["images"]) >= 6 and all(done and width > 0 for done, width, _ in seen["images"])
 
 
-def test_a_teammate_pulls_and_has_nothing_to_recompute(workspace, tmp_path):
-    work, env = workspace
+def test_a_teammate_pulls_and_has_nothing_to_recompute(reproduced, tmp_path):
+    work, env, _ = reproduced
     remote = tmp_path / "remote"
     sh(f"dvc remote add --local -f -d local {remote}", work, env)   # the test's own remote, config untouched
     sh("dvc push --run-cache", work, env)
@@ -130,12 +139,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_push_and_pull_through_an_s3_remote(workspace, tmp_path):
+def test_push_and_pull_through_an_s3_remote(reproduced, tmp_path):
     """The same teammate path against S3 (moto's server on loopback) with dvc-s3."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    work, env = workspace
+    work, env, _ = reproduced
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
