@@ -156,6 +156,14 @@ def test_catalog_row_missing_a_field(tmp_path):
     assert error_of(main, argv) == f"error: {seeds / 'products.json'}: product #7 (id 'p008') lacks category"
 
 
+def test_intent_check_with_an_embedder_that_cannot_compare_calls(tmp_path):
+    main, argv = generate(tmp_path, {"kind": "dialogues", "path": str(ROOT / "data/seeds/products.json"),
+                                     "domain": "ecommerce", "n_dialogues": 5, "intent_check": "tfidf"})
+    message = error_of(main, argv)
+    assert "sources.s.intent_check" in message and "sentence-transformers:<model> embedder or null" in message
+    assert "\n" not in message
+
+
 # ------------------------------------------------------------------ the teacher: one line, work kept
 
 def docqa(tmp_path, **teacher):

@@ -133,6 +133,18 @@ class DialoguesSourceParams(SourceParams):
     max_turns: int = Field(5, ge=3)         # user turns per dialogue at most
     use_graph: bool = True                   # false: the no-graph ablation
     reasks: int = Field(2, ge=0)             # LLM voicing: re-asks of an unusable turn before its template text
+    # LLM voicing: a voiced user turn must read as its own intent, by this embedder's cosine to the
+    # source's template wordings of each intent (IntentCheck); null: off
+    intent_check: str | None = "sentence-transformers:minilm"
+    intent_margin: float = Field(0.15, ge=0.0, le=2.0)   # cosine lead of another intent that fails a turn
+
+    @field_validator("intent_check")
+    @classmethod
+    def _sentence_embedder(cls, embedder: str | None) -> str | None:
+        # tfidf fits a new space per call: the wordings and the voiced texts would not share one
+        if embedder is not None and not embedder.startswith("sentence-transformers:"):
+            raise PydanticCustomError("intent_check", "needs a sentence-transformers:<model> embedder or null")
+        return embedder
 
 
 class DocQASourceParams(SourceParams):

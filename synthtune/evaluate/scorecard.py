@@ -38,19 +38,34 @@ from synthtune.evaluate.predict import eval_turns, require_turns, turn_id
 from synthtune.model.formats import parse_annotation
 
 
-def known_intents(graph_dir: Path) -> set[str]:
-    """Every intent any domain's state graph can produce: predictions outside it are reported."""
+def domain_intents(graph_dir: Path) -> dict[str, set[str]]:
+    """{domain: every intent its state graph can produce} of the graphs in graph_dir."""
     from synthtune.generate.dialogue import load_graph
 
-    intents: set[str] = set()
+    domains: dict[str, set[str]] = {}
     for path in sorted(Path(graph_dir).glob("*.json")):
         graph = load_graph(path)
+        intents = domains.setdefault(graph.get("domain") or path.stem, set())
         intents.update(graph.get("start", {}), graph.get("common", {}), graph.get("edges", {}))
         for targets in graph.get("edges", {}).values():
             intents.update(targets)
-    if not intents:
+    if not any(domains.values()):
         raise InputError(f"{graph_dir}: no state graphs (*.json) found")
-    return intents
+    return domains
+
+
+def known_intents(graph_dir: Path) -> set[str]:
+    """Every intent any domain's state graph can produce."""
+    return set().union(*domain_intents(graph_dir).values())
+
+
+def source_intents(graph_dir: Path, sources: dict) -> dict[str, set[str]]:
+    """{source: its domain graph's intents} for the sources whose domain has a graph. A prediction is
+    judged against its own dialogue's domain (SynTOD maps within the domain): a recipe intent
+    predicted in a shop dialogue is out of graph there, though another graph has it."""
+    domains = domain_intents(graph_dir)
+    return {name: domains[source.domain] for name, source in sources.items()
+            if getattr(source, "domain", None) in domains}
 
 
 # --- the scorecard ------------------------------------------------------------------------------------
@@ -219,6 +234,7 @@ def build_scorecard(test: list[dict], train: list[dict], predictions_dir: Path, 
     require_turns(test, test_source)
     refs = references(test)
     intents = known_intents(graphs)
+    per_source = source_intents(graphs, params.sources)
     predictions = read_predictions(predictions_dir)
     if any(ref.get("intent") is not None for ref in refs.values()):
         predictions["majority"] = majority_predictions(train, refs)
@@ -226,7 +242,7 @@ def build_scorecard(test: list[dict], train: list[dict], predictions_dir: Path, 
     for name, rows in predictions.items():    # every model's turn metrics first: bad predictions fail early
         turns = scored_turns(refs, rows, str(Path(predictions_dir) / f"{name}.jsonl"))
         contexts[name] = MetricContext(name, turns, intents, params.score.embedder, Path(predictions_dir), api,
-                                       list(api_prompts), params)
+                                       list(api_prompts), params, per_source)
         card[name] = score_model(contexts[name], params.score.turn_buckets, params.score.bootstrap, params.seed)
         cosines[name] = turns.columns.get("cosine", [])
     for name, ctx in contexts.items():

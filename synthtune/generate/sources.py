@@ -152,7 +152,8 @@ def dialogue_source(name: str, source: SourceParams, input_path: Path, seed: int
         from synthtune.generate.dialogue.voicing import voicing_metrics
         from synthtune.llm.teacher import ChatRequest
 
-        records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest, reasks=source.reasks)
+        records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest, reasks=source.reasks,
+                                           intent_check=source.intent_check, intent_margin=source.intent_margin)
         extra = voicing_metrics(records)
     else:
         extra = {}

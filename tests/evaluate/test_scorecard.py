@@ -286,6 +286,32 @@ def test_out_of_graph_intents_are_mapped_to_the_nearest_graph_intent_by_minilm()
     assert lexical["intent_accuracy_mapped"] == lexical["intent_accuracy"] == 0.25
 
 
+def test_a_prediction_is_judged_and_mapped_within_its_own_dialogues_domain(root):
+    """A recipe intent predicted in a shop dialogue is out of graph there (though the recipe graph has
+    it), and SynTOD's mapping picks among the shop intents only."""
+    from synthtune.core.config import load_params
+    from synthtune.evaluate.scorecard import score_model, scored_turns, source_intents
+
+    params = load_params(root / "params.yaml")
+    per_source = source_intents(root / "data/seeds/graphs", params.sources)
+    assert "search_recipe" in per_source["recipe_tod"] and "search_recipe" not in per_source["shop_tod"]
+    refs = {f"d{i}:1": {"index": 1, "intent": gold, "slots": {}, "reply": "ok", "position": 1, "source": src,
+                        "dialogue": f"d{i}"}
+            for i, (src, gold) in enumerate([("shop_tod", "search_product"), ("recipe_tod", "search_recipe"),
+                                             ("shop_tod", "greeting")])}
+    preds = [{"id": "d0:1", "output": out("search_recipe")},   # the other domain's search
+             {"id": "d1:1", "output": out("search_recipe")},
+             {"id": "d2:1", "output": out("greeting")}]
+    union = set().union(*per_source.values())
+    card = score_model(MetricContext("m", scored_turns(refs, preds, "p"), union, "sentence-transformers:minilm",
+                                     source_intents=per_source), [1])
+    assert card["out_of_graph_rate"] == round(1 / 3, 4) and card["intent_accuracy"] == round(2 / 3, 4)
+    assert card["intent_accuracy_mapped"] == 1.0              # mapped to the shop's search_product
+    everywhere = score_model(MetricContext("m", scored_turns(refs, preds, "p"), union,
+                                           "sentence-transformers:minilm"), [1])
+    assert everywhere["out_of_graph_rate"] == 0.0 and everywhere["intent_accuracy_mapped"] == round(2 / 3, 4)
+
+
 def test_bootstrap_intervals_resample_dialogues_and_bracket_the_estimate():
     from synthtune.evaluate.scorecard import score_model, scored_turns
 

@@ -131,7 +131,7 @@ def test_voiced_dialogues_all_quarantined_is_one_error(root, monkeypatch):
     class LLM:
         backend = "openai"
 
-    def quarantine_all(records, domain, teacher, request_cls, reasks=2):
+    def quarantine_all(records, domain, teacher, request_cls, reasks=2, **checks):
         return [], [{"file": "x", "line": 1, "reason": "teacher broke the slots"}] * len(records)
 
     monkeypatch.setattr(dialogue, "voice_dialogues", quarantine_all)

@@ -5,9 +5,10 @@ Over the turns with a gold intent (a QA or instruction turn has none and is scor
 * `intent_accuracy`; `intent_macro_f1` (mean F1 over the gold classes); `intent_micro_precision`
   = correct / turns with a parsed intent, `intent_micro_recall` = correct / turns,
   `intent_micro_f1`; `unparsed_rate` (no annotation line could be read); `out_of_graph_rate`
-  (a parsed intent no state graph has: counted wrong in the raw figures).
+  (a parsed intent the state graph of the turn's domain does not have: counted wrong in the raw
+  figures; a source without a graph is judged against every graph's intents).
 * `intent_accuracy_mapped`, `intent_macro_f1_mapped`: the same after SynTOD's mapping of each
-  out-of-graph intent to the nearest graph intent by `score.embedder` cosine (MiniLM, as the seed;
+  out-of-graph intent to the nearest intent of that graph by `score.embedder` cosine (MiniLM, as the seed;
   nothing is mapped with tfidf). Raw and mapped side by side show how much of a model's intent
   error is naming rather than understanding.
 * slots: every slot `key=value` pair is a unit, a list value gives one unit per element; values
@@ -94,10 +95,21 @@ def nearest_intents(predicted: list[str | None], known: set[str], embedder: str)
     return [nearest.get(p, p) for p in predicted]
 
 
+def mapped_within_domain(turns, ctx: MetricContext) -> list[str | None]:
+    """nearest_intents per domain: each turn's prediction is mapped among its own domain's intents."""
+    mapped: list[str | None] = [p[0] for p in turns.parsed]
+    groups: dict[frozenset, list[int]] = {}
+    for i, ref in enumerate(turns.refs):
+        groups.setdefault(frozenset(ctx.intents_of(ref)), []).append(i)
+    for known, index in groups.items():
+        for i, m in zip(index, nearest_intents([mapped[i] for i in index], set(known), ctx.embedder)):
+            mapped[i] = m
+    return mapped
+
+
 @register_metric("dialogue_state", sliced=("intent_accuracy", "slot_f1"))
 def dialogue_state(ctx: MetricContext) -> dict:
-    mapped_all = ctx.turns.column("mapped_intent", lambda whole: nearest_intents(
-        [p[0] for p in whole.parsed], ctx.known_intents, ctx.embedder))
+    mapped_all = ctx.turns.column("mapped_intent", lambda whole: mapped_within_domain(whole, ctx))
     rows = [(ref, p, m) for ref, p, m in zip(ctx.turns.refs, ctx.turns.parsed, mapped_all)
             if ref.get("intent") is not None]
     if not rows:
@@ -118,7 +130,8 @@ def dialogue_state(ctx: MetricContext) -> dict:
         "intent_micro_precision": round(mp, 4), "intent_micro_recall": round(mr, 4),
         "intent_micro_f1": round(mf, 4),
         "unparsed_rate": round(1 - n_parsed / len(gold), 4),
-        "out_of_graph_rate": round(sum(p is not None and p not in ctx.known_intents for p in pred) / len(gold), 4),
+        "out_of_graph_rate": round(sum(p is not None and p not in ctx.intents_of(ref)
+                                       for (ref, _, _), p in zip(rows, pred)) / len(gold), 4),
         "intent_accuracy_mapped": round(sum(g == m for g, m in zip(gold, mapped)) / len(gold), 4),
         "intent_macro_f1_mapped": round(macro_f1(gold, mapped), 4),
         "slot_precision": round(sp, 4), "slot_recall": round(sr, 4), "slot_f1": round(sf, 4),

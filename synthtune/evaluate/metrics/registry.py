@@ -64,6 +64,11 @@ class MetricContext:
     api: Any = None                         # ApiIndex of the API documents
     api_prompts: list[dict] = field(default_factory=list)
     params: Any = None                      # the whole Params, for metrics with settings of their own
+    source_intents: dict[str, set[str]] = field(default_factory=dict)   # per source: its domain's intents
+
+    def intents_of(self, ref: dict) -> set[str]:
+        """The intents a turn may have: its source's domain graph, else every graph's."""
+        return self.source_intents.get(ref.get("source", ""), self.known_intents)
 
 
 @dataclass(frozen=True)

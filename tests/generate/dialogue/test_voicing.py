@@ -149,3 +149,56 @@ def test_the_quality_checks_pass_every_template_turn(dialogues):
             assert not (m["role"] == "user" and j and echoes(m["content"], d["messages"][j - 1]["content"]))
     assert echoes("sure, 1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers", "1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers (45 min)")
     assert not echoes("the Harissa Lamb Wraps please", "1. Harissa Lamb Wraps (40 min) 2. Cajun Lamb Burgers (45 min)")
+
+
+@pytest.fixture(scope="module")
+def recipe_source():
+    """A source's worth of template dialogues: the intent centroids come from these wordings."""
+    recipe = get_domain("recipe")
+    return recipe.generate(recipe.load_catalog(SEEDS / "recipes.json"), load_graph(SEEDS / "graphs" / "recipe.json"),
+                           n=200, seed=3, max_turns=6)
+
+
+def test_a_user_turn_that_says_another_intent_is_reasked_then_keeps_its_template(recipe_source):
+    """Slot-less intents have no slot value to check: a "greeting" voiced as a timer request would
+    train as a greeting. The intent check catches it; honest rewrites of every turn pass."""
+    d = next(r for r in recipe_source if r["messages"][0]["annotations"]["intent"] == "greeting")
+    off = "Please set a timer for ten minutes."
+
+    def answer(request):
+        if request.meta["record"] == d["id"] and request.meta["turn"] == 0:
+            return ChatResponse(text=json.dumps({"text": off}), data={"text": off})
+        return rewrite(request)
+
+    voiced, _ = voice_dialogues(recipe_source, "recipe", FakeTeacher(answer), ChatRequest, reasks=1,
+                                intent_check="sentence-transformers:minilm", intent_margin=0.15)
+    by_group = {v["group"]: v for v in voiced}
+    fallbacks = by_group[d["group"]]["meta"]["voicing"]["fallbacks"]
+    assert [f["turn"] for f in fallbacks] == [0]
+    assert fallbacks[0]["reason"].startswith("user text reads as set_timer (") and "not greeting (" in fallbacks[0]["reason"]
+    assert by_group[d["group"]]["messages"][0]["content"] == d["messages"][0]["content"]     # the template text
+    # no false alarm: every other turn of the source, rewritten faithfully, is voiced
+    assert sum(len(v["meta"]["voicing"]["fallbacks"]) for v in voiced) == 1
+    # and with the check off the off-intent text is kept, as before
+    unchecked, _ = voice_dialogues([d], "recipe", FakeTeacher(answer), ChatRequest, reasks=1)
+    assert unchecked[0]["messages"][0]["content"] == off
+
+
+def test_the_intent_check_passes_held_out_template_wordings_and_catches_swapped_ones(recipe_source):
+    """The margin's trade-off on the simulator's own wordings: a wording of intent A held out of the
+    wordings compared with reads as A; the same wording claimed as another intent B fails. (A voiced
+    turn is easier: it rewrites its own template wording, which is among them.)"""
+    from synthtune.generate.dialogue.voicing import IntentCheck
+
+    users = [(m["content"], m["annotations"]["intent"]) for r in recipe_source for m in r["messages"]
+             if m["role"] == "user"]
+    held = {text for i, (text, _) in enumerate(users) if i % 5 == 0}
+    check = IntentCheck([{"messages": [{"role": "user", "content": t, "annotations": {"intent": a}}]}
+                         for t, a in users if t not in held], "sentence-transformers:minilm", 0.15)
+    pairs = sorted({(t, a) for t, a in users if t in held and a in check.intents})
+    genuine = check.failures([t for t, _ in pairs], [a for _, a in pairs])
+    assert sum(r is not None for r in genuine) <= 0.05 * len(pairs)
+    swapped = [check.intents[(check.intents.index(a) + 1) % len(check.intents)] for _, a in pairs]
+    caught = check.failures([t for t, _ in pairs], swapped)
+    assert sum(r is not None for r in caught) >= 0.9 * len(pairs)
+    assert check.failures(["hello"], ["an_intent_the_source_never_had"]) == [None]
