@@ -54,16 +54,10 @@ def domain_intents(graph_dir: Path) -> dict[str, set[str]]:
     return domains
 
 
-def known_intents(graph_dir: Path) -> set[str]:
-    """Every intent any domain's state graph can produce."""
-    return set().union(*domain_intents(graph_dir).values())
-
-
-def source_intents(graph_dir: Path, sources: dict) -> dict[str, set[str]]:
-    """{source: its domain graph's intents} for the sources whose domain has a graph. A prediction is
-    judged against its own dialogue's domain (SynTOD maps within the domain): a recipe intent
-    predicted in a shop dialogue is out of graph there, though another graph has it."""
-    domains = domain_intents(graph_dir)
+def source_intents(domains: dict[str, set[str]], sources: dict) -> dict[str, set[str]]:
+    """{source: its domain graph's intents} (domains: domain_intents) for the sources whose domain has
+    a graph. A prediction is judged against its own dialogue's domain (SynTOD maps within the domain):
+    a recipe intent predicted in a shop dialogue is out of graph there, though another graph has it."""
     return {name: domains[source.domain] for name, source in sources.items()
             if getattr(source, "domain", None) in domains}
 
@@ -233,8 +227,9 @@ def build_scorecard(test: list[dict], train: list[dict], predictions_dir: Path, 
     api = load_api_docs(api_dir)              # a bad API document fails before any scoring
     require_turns(test, test_source)
     refs = references(test)
-    intents = known_intents(graphs)
-    per_source = source_intents(graphs, params.sources)
+    domains = domain_intents(graphs)
+    intents = set().union(*domains.values())
+    per_source = source_intents(domains, params.sources)
     predictions = read_predictions(predictions_dir)
     if any(ref.get("intent") is not None for ref in refs.values()):
         predictions["majority"] = majority_predictions(train, refs)

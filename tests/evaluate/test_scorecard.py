@@ -290,10 +290,10 @@ def test_a_prediction_is_judged_and_mapped_within_its_own_dialogues_domain(root)
     """A recipe intent predicted in a shop dialogue is out of graph there (though the recipe graph has
     it), and SynTOD's mapping picks among the shop intents only."""
     from synthtune.core.config import load_params
-    from synthtune.evaluate.scorecard import score_model, scored_turns, source_intents
+    from synthtune.evaluate.scorecard import domain_intents, score_model, scored_turns, source_intents
 
     params = load_params(root / "params.yaml")
-    per_source = source_intents(root / "data/seeds/graphs", params.sources)
+    per_source = source_intents(domain_intents(root / "data/seeds/graphs"), params.sources)
     assert "search_recipe" in per_source["recipe_tod"] and "search_recipe" not in per_source["shop_tod"]
     refs = {f"d{i}:1": {"index": 1, "intent": gold, "slots": {}, "reply": "ok", "position": 1, "source": src,
                         "dialogue": f"d{i}"}
