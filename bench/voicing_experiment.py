@@ -102,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from synthtune.evaluate.metrics import MetricContext
     from synthtune.evaluate.predict import HFBackend, turn_prompts
-    from synthtune.evaluate.scorecard import known_intents, references, score_model, scored_turns
+    from synthtune.evaluate.scorecard import domain_intents, references, score_model, scored_turns
     from synthtune.model.base_model import load_tokenizer, load_tuned
     from synthtune.model.formats import render_records, syntod_intents
     from synthtune.model.packaged import materialize_packaged
@@ -136,7 +136,7 @@ def main() -> None:
             "instruction": fmt.instruction, "intents": intents}
     tokenizer = load_tokenizer(base, False)
     test_rows = render_records(test, tokenizer, info)
-    refs, known = references(test_rows), known_intents(ROOT / "data/seeds/graphs")
+    refs, known = references(test_rows), set().union(*domain_intents(ROOT / "data/seeds/graphs").values())
     keys, conversations = turn_prompts(test_rows)
     gen = PredictParams(max_new_tokens=64, batch_size=16)   # greedy, the predict stage's defaults
     contexts = {}
