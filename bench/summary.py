@@ -43,6 +43,10 @@ ROWS = [
      ("speed", "16", "speedup_over_concurrency_1"), "> 1 (batching pays)", lambda v: v > 1),
     ("#16", "usable voiced turns, json_schema", "local_teacher", ("structured", "json_schema", "usable_share"),
      "> json_object's", lambda v: v > figure("local_teacher", ("structured", "json_object", "usable_share"))),
+    ("#16", "llama.cpp F32 GGUF greedy = transformers (5 prompts)", "llama_cpp_parity",
+     ("f32", "summary", "greedy_equals_transformers"), "5/5", lambda v: v == "5/5"),
+    ("#16", "llama.cpp Q4_1 top-1 agreement with transformers", "llama_cpp_parity",
+     ("q4_1", "summary", "top1_agreement"), "(< 1: the kernels)", lambda v: True),
     ("#16", "local teacher warm re-run: requests sent", "local_teacher", ("warm_requests_sent",), "0",
      lambda v: v == 0),
 ]
