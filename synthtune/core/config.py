@@ -242,7 +242,7 @@ class SelectParams(Section):
     community_threshold: float = Field(0.75, ge=-1, le=1)    # community: cosine to the centre
     community_min_size: int = Field(10, ge=1)
     community_outliers: Literal["drop", "keep"] = "drop"     # keep: the outliers form one more cluster
-    umap_map: bool = True                                    # false: the 2-D map is a PCA projection
+    umap_map: bool = False                                   # true: UMAP (bytes machine-dependent; selection_map.py)
     map_max_points: int = Field(4000, ge=1)                  # the map shows a seeded sample of the pool
 
 

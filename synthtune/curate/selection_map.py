@@ -2,9 +2,17 @@
 
 Writes `map.csv` (x, y, cluster, source, selected: the `dvc plots` scatter) and `map.png`
 (two panels, matplotlib Agg). The map shows a seeded sample of at most `map_max_points` pool
-records (UMAP is O(n log n) but its first call pays ~30 s of numba JIT, and beyond 4,096 points
-it switches to approximate neighbours with more JIT). Pools smaller than UMAP_MIN_POINTS, or
-`umap_map: false`, get a PCA projection; a fallback is recorded in the metrics.
+records.
+
+The default is a PCA projection because the map is a data output, and data outputs must have the
+same bytes on every machine. Embeddings differ between CPUs in the last bits (measured: at most
+1.0e-7 between torch's generic and AVX2 kernels on MiniLM vectors). PCA is linear, so the
+coordinates move by the same ~1e-7 and MAP_DECIMALS rounding absorbs it (4 decimals flipped 1 of
+1,068 coordinates, 3 flipped none). UMAP's seeded SGD layout is chaotic in its input: the same
+1e-7 moved points by up to 30 units, and the committed map of one AMD EPYC shared no coordinate
+with another's. `umap_map: true` draws UMAP (the same bytes on one machine and thread count only;
+its first call pays ~30 s of numba JIT, and beyond 4,096 points it switches to approximate
+neighbours with more JIT). Pools smaller than UMAP_MIN_POINTS get PCA; the fallback is recorded.
 """
 from __future__ import annotations
 
@@ -22,11 +30,13 @@ from synthtune.curate.selection import Selection
 log = logging.getLogger(__name__)
 
 UMAP_MIN_POINTS = 20
+MAP_DECIMALS = 3     # coarse enough to absorb cross-machine float noise, fine enough for a scatter plot
 
 
 def project_pca(vectors: np.ndarray) -> np.ndarray:
     """First two principal components (zeros where the pool has fewer than two)."""
     coords = np.zeros((len(vectors), 2))
+    vectors = np.asarray(vectors, dtype=np.float64)     # no float32 rounding of its own on top of the input's
     centred = vectors - vectors.mean(axis=0)
     if len(vectors) > 1:
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -62,7 +72,8 @@ def map_rows(selection: Selection, params: SelectParams, seed: int) -> tuple[lis
     coords, metrics = project(selection.vectors[shown], params.umap_map, seed)
     picked = np.zeros(n, dtype=bool)
     picked[selection.chosen] = True
-    rows = [{"x": round(float(x), 4), "y": round(float(y), 4), "cluster": int(selection.labels[i]),
+    coords = np.round(coords, MAP_DECIMALS) + 0.0       # + 0.0: -0.0 prints as 0.0 on every machine
+    rows = [{"x": float(x), "y": float(y), "cluster": int(selection.labels[i]),
              "source": selection.pool[i]["source"], "selected": int(picked[i])}
             for i, (x, y) in zip(shown, coords)]
     return rows, metrics | {"map_points": len(rows)}
