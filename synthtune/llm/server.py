@@ -19,12 +19,16 @@ model step serves a whole batch, so concurrency pays), and it needs no compiled 
   error body.
 * GET /v1/models, GET /health, GET /stats (requests, batches, tokens, seconds busy).
 
-Batching: requests queue up; the batcher takes what arrived within `--window-ms` of the first, up
-to `--batch-size`, and runs them as one `generate` call (one per distinct top_p) in a worker
-thread, so the event loop keeps accepting requests while the model works. Rows keep their own
-temperature, and greedy rows give exactly their greedy answer whatever shares the batch (tested);
-a sampled row's draw depends on its batch (seeded by the batch's first request), as on any
-batching server.
+Scheduling (`--scheduler`): `continuous` (the default) decodes one token per step for every active
+request (synthtune.llm.backends.continuous): a request joins the running batch at the next step and
+leaves it the step it ends, so the batch stays full under a stream of requests and nobody waits
+for someone else's longer answer. `static`: the batcher takes what arrived within `--window-ms` of
+the first, up to `--batch-size`, and runs them as one `generate` call (one per distinct top_p) to
+the end of the longest answer (also the fallback for models whose KV cache the continuous
+scheduler cannot splice, e.g. sliding-window layers). Either way the model works in a worker
+thread, so the event loop keeps accepting requests; rows keep their own temperature, and greedy
+rows give exactly their greedy answer whatever shares the batch (tested). A sampled row draws from
+its own generator under `continuous` (seeded by its request's seed), from its batch's under `static`.
 """
 from __future__ import annotations
 
@@ -97,9 +101,13 @@ def call_of(body: dict, served: set[str]) -> Call:
 
 @dataclass
 class Stats:
+    """Counters served at /stats. `batches`: prefills (static: `generate` calls); `batch_sizes`: how many
+    model steps ran with how many rows (continuous: decode steps; static: one entry per `generate` call)."""
+    scheduler: str = "continuous"
     requests: int = 0
     batches: int = 0
     rows: int = 0
+    steps: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     busy_s: float = 0.0
@@ -109,10 +117,18 @@ class Stats:
 class BatchingServer:
     """The queue, the batcher and the HTTP handlers around one LocalChatModel."""
 
-    def __init__(self, model, names: Sequence[str], batch_size: int = 8, window_s: float = 0.02):
+    def __init__(self, model, names: Sequence[str], batch_size: int = 8, window_s: float = 0.02,
+                 scheduler: str = "continuous"):
         self.model, self.names = model, set(names)
         self.batch_size, self.window_s = batch_size, window_s
-        self.stats = Stats()
+        if scheduler == "continuous":
+            from synthtune.llm.backends.continuous import supported
+
+            if not supported(model.load()[0]):
+                log.warning("this model's KV cache has layers the continuous scheduler cannot splice: static batches")
+                scheduler = "static"
+        self.scheduler = scheduler
+        self.stats = Stats(scheduler=scheduler)
         self._queue: asyncio.Queue | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
 
@@ -123,16 +139,57 @@ class BatchingServer:
         await self._queue.put((call, future))
         return await future
 
+    async def _gather(self, first, room: int) -> list:
+        """`first` and whatever else arrives within the window, up to `room` requests in all."""
+        loop = asyncio.get_running_loop()
+        pending = [first]
+        deadline = loop.time() + self.window_s
+        while len(pending) < room:
+            try:
+                pending.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
+            except TimeoutError:
+                break
+        return pending
+
+    async def continuous(self) -> None:
+        """One decode step at a time for every active request; arrivals join between steps."""
+        from synthtune.llm.backends.continuous import ContinuousDecoder
+
+        loop = asyncio.get_running_loop()
+        decoder, inflight = ContinuousDecoder(self.model, self.batch_size), []
+        while True:
+            arrivals = [] if decoder.rows else await self._gather(await self._queue.get(), decoder.free)
+            while len(arrivals) < decoder.free and not self._queue.empty():
+                arrivals.append(self._queue.get_nowait())
+            finished: list = []
+            work = [(call, lambda row, f=future: finished.append((f, row))) for call, future in arrivals]
+            inflight = [f for f in inflight if not f.done()] + [f for _, f in arrivals]
+            start = time.perf_counter()
+            try:
+                await loop.run_in_executor(self._worker, decoder.step, work)
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error, the server goes on
+                log.exception("generation failed")
+                for future in inflight:
+                    if not future.done():
+                        future.set_exception(exc)
+                decoder, inflight = ContinuousDecoder(self.model, self.batch_size), []
+                continue
+            s = self.stats
+            s.busy_s += time.perf_counter() - start
+            s.batches += bool(arrivals)
+            s.steps, s.batch_sizes = decoder.steps, dict(decoder.step_rows)
+            for future, row in finished:
+                s.rows += 1
+                s.prompt_tokens += row["prompt_tokens"]
+                s.completion_tokens += row["completion_tokens"]
+                if not future.done():
+                    future.set_result(row)
+
     async def batcher(self) -> None:
+        """Static batches: what arrived within the window, run to the end of the longest answer."""
         loop = asyncio.get_running_loop()
         while True:
-            pending = [await self._queue.get()]
-            deadline = loop.time() + self.window_s
-            while len(pending) < self.batch_size:
-                try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
-                except TimeoutError:
-                    break
+            pending = await self._gather(await self._queue.get(), self.batch_size)
             # one generate call per top_p: rows keep their own temperature (hf.row_temperatures), and
             # greedy rows stay exactly greedy in a sampled batch
             groups: dict[tuple, list] = {}
@@ -159,6 +216,7 @@ class BatchingServer:
         s = self.stats
         s.busy_s += time.perf_counter() - start
         s.batches += 1
+        s.steps += 1
         s.rows += len(rows)
         s.batch_sizes[len(rows)] = s.batch_sizes.get(len(rows), 0) + 1
         for (_, future), row in zip(group, rows):
@@ -207,14 +265,15 @@ class BatchingServer:
             return web.json_response({"status": "ok"})
 
         async def stats(_request) -> web.Response:
-            return web.json_response(vars(self.stats))
+            return web.json_response({**vars(self.stats),
+                                      "batch_sizes": {str(k): v for k, v in self.stats.batch_sizes.items()}})
 
         async def start_batcher(app) -> None:
             self._queue = asyncio.Queue()
-            app["batcher"] = asyncio.create_task(self.batcher())
+            self._task = asyncio.create_task(self.continuous() if self.scheduler == "continuous" else self.batcher())
 
         async def stop_batcher(app) -> None:
-            app["batcher"].cancel()
+            self._task.cancel()
             self._worker.shutdown(wait=False, cancel_futures=True)
 
         app = web.Application(client_max_size=16 * 2 ** 20)
@@ -237,9 +296,10 @@ class LocalServer:
     error line); stops the process on exit."""
 
     def __init__(self, model: str, name: str | None = None, batch_size: int = 8, window_ms: float = 20.0,
-                 threads: int = 0, startup_timeout_s: float = 300.0):
+                 threads: int = 0, startup_timeout_s: float = 300.0, scheduler: str = "continuous"):
         self.args = ["--model", str(model), "--port", "0", "--batch-size", str(batch_size),
-                     "--window-ms", str(window_ms), "--threads", str(threads)] + (["--name", name] if name else [])
+                     "--window-ms", str(window_ms), "--threads", str(threads),
+                     "--scheduler", scheduler] + (["--name", name] if name else [])
         self.timeout = startup_timeout_s
         self.process = None
         self.base_url = None
@@ -283,8 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="the model name clients send (default: the --model value)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8008, help="0: any free port (printed)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--window-ms", type=float, default=20.0, help="how long a batch waits for more requests")
+    parser.add_argument("--batch-size", type=int, default=8, help="most requests decoded together")
+    parser.add_argument("--window-ms", type=float, default=20.0,
+                        help="how long an idle server waits for more requests before it starts a batch")
+    parser.add_argument("--scheduler", choices=("continuous", "static"), default="continuous",
+                        help="continuous: requests join and leave the batch at every step; static: a batch runs "
+                             "to its longest answer")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -306,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     except TeacherModelNotFound as exc:
         print(f"error: --model: {exc.detail.removeprefix('teacher.model: ')}", file=sys.stderr)
         return 2
-    server = BatchingServer(model, {args.name or args.model, args.model}, args.batch_size, args.window_ms / 1000)
+    server = BatchingServer(model, {args.name or args.model, args.model}, args.batch_size, args.window_ms / 1000,
+                            args.scheduler)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

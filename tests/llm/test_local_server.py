@@ -37,7 +37,8 @@ def _post(base_url: str, body: dict) -> tuple[int, dict]:
 
 def _call(content: str, **kw) -> Call:
     return Call(messages=[{"role": "user", "content": content}], temperature=kw.pop("temperature", 0.0),
-                max_tokens=kw.pop("max_tokens", 12), top_p=1.0, seed=None, sample=0, json=kw.pop("json", False), **kw)
+                max_tokens=kw.pop("max_tokens", 12), top_p=1.0, seed=kw.pop("seed", None), sample=0,
+                json=kw.pop("json", False), **kw)
 
 
 def test_constrained_decoding_gives_schema_valid_json_even_from_random_weights(tiny_base_dir):
@@ -65,12 +66,13 @@ def test_request_bodies_are_checked_like_an_openai_server():
         assert err.value.status == status
 
 
-def test_concurrent_requests_share_batches_and_match_one_at_a_time(tiny_base_dir):
+@pytest.mark.parametrize("scheduler", ["continuous", "static"])
+def test_concurrent_requests_share_batches_and_match_one_at_a_time(tiny_base_dir, scheduler):
     """Greedy answers do not depend on what else was in the batch; concurrency fills batches."""
     model = LocalChatModel(str(tiny_base_dir))
     prompts = [f"request number {i}" for i in range(6)]
     alone = [model.generate([_call(p)])[0]["text"] for p in prompts]
-    server = BatchingServer(model, ["tiny"], batch_size=8, window_s=0.2)
+    server = BatchingServer(model, ["tiny"], batch_size=8, window_s=0.2, scheduler=scheduler)
 
     async def run():
         from aiohttp.test_utils import TestClient, TestServer
@@ -83,7 +85,55 @@ def test_concurrent_requests_share_batches_and_match_one_at_a_time(tiny_base_dir
             return await asyncio.gather(*(one(p) for p in prompts))
 
     assert asyncio.run(run()) == alone
+    assert server.stats.scheduler == scheduler and server.stats.rows == len(prompts)
     assert server.stats.batches < len(prompts) and max(server.stats.batch_sizes) > 1
+
+
+def test_continuous_batching_admits_and_retires_rows_between_steps(tiny_base_dir):
+    """A request that arrives while a long one decodes joins at the next step and leaves the step it ends,
+    with exactly its one-at-a-time answer (greedy, JSON under its schema, cut at a stop string)."""
+    from synthtune.llm.backends.continuous import ContinuousDecoder
+
+    model = LocalChatModel(str(tiny_base_dir))
+    long = _call("a long answer", max_tokens=40)
+    later = [_call("a short one", max_tokens=3), _call("rate it", json=True, schema=LABEL, max_tokens=12),
+             _call("stop early", max_tokens=30, stop=["e"])]
+    alone = [model.generate([c])[0] for c in [long, *later]]
+    decoder, done = ContinuousDecoder(model, max_rows=4), {}
+
+    def sink(name):
+        return lambda row: done.__setitem__(name, (decoder.steps, row))
+
+    decoder.step([(long, sink("long"))])
+    for _ in range(5):
+        decoder.step()
+    decoder.step([(c, sink(i)) for i, c in enumerate(later)])
+    while decoder.rows:
+        decoder.step()
+    assert [done[k][1] for k in ("long", 0, 1, 2)] == alone
+    assert alone[0]["completion_tokens"] == 40 and alone[1]["completion_tokens"] == 3
+    assert done[0][0] < done["long"][0]           # the short request did not wait for the long one
+    assert json.loads(done[1][1]["text"])["label"] in (0, 1, 2)
+    assert max(decoder.step_rows) == 4 and decoder.step_rows.get(1, 0) > 0      # rows left as they ended
+    assert decoder.cache is None and decoder.mask is None
+
+
+def test_a_sampled_answer_does_not_depend_on_its_batch_under_continuous_batching(tiny_base_dir):
+    from synthtune.llm.backends.continuous import ContinuousDecoder
+
+    model = LocalChatModel(str(tiny_base_dir))
+    hot = _call("hot", temperature=1.2, max_tokens=15, seed=3)
+
+    def run(calls):
+        decoder, out = ContinuousDecoder(model, max_rows=8), {}
+        decoder.step([(c, lambda row, i=i: out.__setitem__(i, row["text"])) for i, c in enumerate(calls)])
+        while decoder.rows:
+            decoder.step()
+        return out
+
+    alone = run([hot])[0]
+    assert run([_call("x", max_tokens=4), hot, _call("y", temperature=0.7, max_tokens=20)])[1] == alone
+    assert run([Call(**{**vars(hot), "seed": 4})])[0] != alone          # the seed, not the batch, decides
 
 
 def test_greedy_rows_stay_greedy_in_a_batch_with_sampled_rows(tiny_base_dir):

@@ -202,7 +202,7 @@ class LocalChatModel:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
         return self.model, self.tokenizer
 
-    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
         tok = self.tokenizer
         if tok.chat_template:
             return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -226,7 +226,7 @@ class LocalChatModel:
         import torch
 
         model, tok = self.load()
-        prompts = [self._prompt_ids(c.messages) for c in calls]
+        prompts = [self.prompt_ids(c.messages) for c in calls]
         pad = tok.pad_token_id
         first = calls[0]
         temperatures = [c.temperature for c in calls]
@@ -246,19 +246,27 @@ class LocalChatModel:
             torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
         new_tokens = left_padded_generate(model, prompts, pad, max_new_tokens=max(c.max_tokens for c in calls),
                                           **sampling)
-        eos = model.generation_config.eos_token_id
-        stops = {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        stops = self.end_tokens()
         rows = []
         for call, prompt, row in zip(calls, prompts, new_tokens.tolist()):
             # ends at the first end token (the padding after it may be the same id); else at max_tokens
             end = next((i for i, t in enumerate(row[:call.max_tokens]) if t in stops), None)
             new, finish = (row[:end], "stop") if end is not None else (row[:call.max_tokens], "length")
-            new = [t for t in new if t != pad]
-            text = tok.decode(new, skip_special_tokens=True).strip()
-            if call.stop:
-                cut = cut_at_stop(text, call.stop)
-                finish = "stop" if cut != text else finish
-                text = cut.strip()
-            rows.append({"text": text, "finish_reason": finish, "model": self.model_id,
-                         "prompt_tokens": len(prompt), "completion_tokens": len(new)})
+            rows.append(self.answer(call, prompt, [t for t in new if t != pad], finish))
         return rows
+
+    def end_tokens(self) -> set[int]:
+        """The token ids that end an answer: the tokenizer's end token and the generation config's."""
+        model, tok = self.load()
+        eos = model.generation_config.eos_token_id
+        return {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+
+    def answer(self, call: Call, prompt: list[int], new: list[int], finish: str) -> dict:
+        """The answer row of a call from its new tokens (end token excluded): text cut at the call's stop strings."""
+        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        if call.stop:
+            cut = cut_at_stop(text, call.stop)
+            finish = "stop" if cut != text else finish
+            text = cut.strip()
+        return {"text": text, "finish_reason": finish, "model": self.model_id,
+                "prompt_tokens": len(prompt), "completion_tokens": len(new)}
