@@ -9,8 +9,8 @@ http://127.0.0.1:8008/v1, teacher.api_key_env: null, teacher.model: the --name),
 Why the project's own server and not llama.cpp's: docs/architecture.md ("The local teacher
 server"). In short: it decodes exactly as the `hf` teacher does (the same `LocalChatModel`, the
 same weights and numerics, so `teacher: hf` and `teacher: openai` against this server give the
-same greedy answers), it batches requests that arrive together into one `generate` call (one
-model step serves a whole batch, so concurrency pays), and it needs no compiled extension.
+same greedy answers), it batches concurrent requests (one model step serves every active request,
+so concurrency pays), and it needs no compiled extension.
 
 * POST /v1/chat/completions: messages, temperature (OpenAI's default 1), top_p, max_tokens (or
   max_completion_tokens), seed, stop, response_format (`json_object`, or `json_schema`: decoding

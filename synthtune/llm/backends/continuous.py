@@ -84,7 +84,8 @@ class ContinuousDecoder:
         ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows])
         mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        # logits of the last position only: the LM head over every prompt token is most of a prefill's cost
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         keep = self._choose(rows, out.logits[:, -1])
         cache, mask = out.past_key_values, mask
         if len(keep) < len(rows):
@@ -107,7 +108,7 @@ class ContinuousDecoder:
         mask = torch.cat([self.mask, torch.ones(len(rows), 1, dtype=self.mask.dtype)], dim=1)
         positions = torch.tensor([[len(r.prompt) + len(r.new) - 1] for r in rows])
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True)
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.steps += 1
         self.step_rows[len(rows)] = self.step_rows.get(len(rows), 0) + 1
         self.cache, self.mask = out.past_key_values, mask
