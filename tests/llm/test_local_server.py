@@ -118,6 +118,39 @@ def test_continuous_batching_admits_and_retires_rows_between_steps(tiny_base_dir
     assert decoder.cache is None and decoder.mask is None
 
 
+def test_a_failed_decode_step_fails_its_requests_and_the_server_goes_on(tiny_base_dir, monkeypatch):
+    from synthtune.llm.backends import continuous
+
+    model = LocalChatModel(str(tiny_base_dir))
+    expected = model.generate([_call("after the failure")])[0]["text"]
+    real_step, calls = continuous.ContinuousDecoder.step, []
+
+    def failing_once(self, arrivals=()):
+        calls.append(len(arrivals))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real_step(self, arrivals)
+
+    monkeypatch.setattr(continuous.ContinuousDecoder, "step", failing_once)
+    server = BatchingServer(model, ["tiny"], batch_size=4, window_s=0.01)
+
+    async def run():
+        from aiohttp.test_utils import TestClient, TestServer
+
+        async with TestClient(TestServer(server.app())) as client:
+            out = []
+            for content in ("the failing one", "after the failure"):
+                response = await client.post("/v1/chat/completions", json={
+                    "model": "tiny", "messages": [{"role": "user", "content": content}], "temperature": 0,
+                    "max_tokens": 12})
+                out.append((response.status, await response.json() if response.status == 200 else None))
+            return out
+
+    (failed, _), (status, body) = asyncio.run(asyncio.wait_for(run(), 120))     # a dead batcher would hang
+    assert failed == 500 and status == 200
+    assert body["choices"][0]["message"]["content"] == expected and server.stats.rows == 1
+
+
 def test_a_sampled_answer_does_not_depend_on_its_batch_under_continuous_batching(tiny_base_dir):
     from synthtune.llm.backends.continuous import ContinuousDecoder
 
