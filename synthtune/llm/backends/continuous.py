@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from synthtune.llm.backends.hf import left_pad
 from synthtune.llm.requests import Call
 
 
@@ -79,15 +80,12 @@ class ContinuousDecoder:
         import torch
 
         rows = [self._row(call, done) for call, done in arrivals]
-        width = max(len(r.prompt) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows])
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
+        ids, mask = left_pad([r.prompt for r in rows], self.tokenizer.pad_token_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # logits of the last position only: the LM head over every prompt token is most of a prefill's cost
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         keep = self._choose(rows, out.logits[:, -1])
-        cache, mask = out.past_key_values, mask
+        cache = out.past_key_values
         if len(keep) < len(rows):
             cache.batch_select_indices(torch.tensor(keep))
             mask = mask[keep]
@@ -179,8 +177,8 @@ def _pick(logits, call: Call, generator) -> int:
     top_p = call.top_p or 1.0
     if top_p < 1.0:
         ordered, index = scores.sort(descending=True)
-        cumulative = ordered.softmax(-1).cumsum(-1)
-        drop = cumulative - ordered.softmax(-1) >= top_p           # keep the smallest prefix reaching top_p
+        probs = ordered.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= top_p           # keep the smallest prefix reaching top_p
         scores = scores.scatter(0, index[drop], float("-inf"))
     return int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
 

@@ -11,23 +11,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from synthtune.core.config import GenerationParams
 from synthtune.llm.errors import TeacherModelNotFound
 from synthtune.llm.requests import Call, cut_at_stop
 
 
-def left_padded_generate(model, prompts: Sequence[Sequence[int]], pad_id: int, **generate_kwargs):
-    """The new tokens (a tensor, one row per prompt, padded on the right) of one left-padded batch."""
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
+    """(input_ids, attention_mask) tensors of prompts left-padded to the longest: a decoder's last
+    position is then every row's next token (static batches and the continuous scheduler's prefill)."""
     import torch
 
     width = max(len(p) for p in prompts)
     input_ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts])
     attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return input_ids, attention
+
+
+def left_padded_generate(model, prompts: Sequence[Sequence[int]], pad_id: int, **generate_kwargs):
+    """The new tokens (a tensor, one row per prompt, padded on the right) of one left-padded batch."""
+    import torch
+
+    input_ids, attention = left_pad(prompts, pad_id)
     with torch.inference_mode():
         generated = model.generate(input_ids=input_ids, attention_mask=attention, pad_token_id=pad_id,
                                    **generate_kwargs)
-    return generated[:, width:]
+    return generated[:, input_ids.shape[1]:]
 
 
 # --- predict: length-sorted batches of prompts rendered like training ----------------------------
@@ -192,8 +202,6 @@ class LocalChatModel:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.model_id)
                 self.model = AutoModelForCausalLM.from_pretrained(self.model_id).eval()
             except (OSError, ValueError) as exc:
-                from pathlib import Path
-
                 why = ("no such folder, and not in the local hub cache" if not Path(self.model_id).exists()
                        else str(exc).splitlines()[0])
                 raise TeacherModelNotFound(f"teacher.model: cannot load local model {self.model_id!r}: {why}") from None
