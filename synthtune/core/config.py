@@ -285,7 +285,7 @@ class TrainParams(Section):
     dtype: Dtype = "auto"                       # mixed precision: auto = bf16 autocast where native, else fp32
     lr: float = Field(2.0e-3, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = 72
+    max_steps: int = 144
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
