@@ -292,12 +292,12 @@ class TrainParams(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     lr_scheduler: str = "cosine"
-    eval_steps: int = Field(36, ge=1)
+    eval_steps: int = Field(72, ge=1)
     logging_steps: int = Field(4, ge=1)
     group_by_length: bool = True
     packing: bool = False
     gradient_checkpointing: bool = False        # recompute activations: less memory, ~25% slower
-    save_steps: int = Field(36, ge=0)            # checkpoint every N steps (resume, best model); 0: none
+    save_steps: int = Field(72, ge=0)            # checkpoint every N steps (resume, best model); 0: none
     load_best: bool = True                       # keep the checkpoint with the lowest eval_loss
     early_stopping_patience: int = Field(0, ge=0)  # evaluations without improvement before stopping; 0: off
     resume: bool = True                          # continue from the last checkpoint of the same run
