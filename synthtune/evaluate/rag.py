@@ -109,7 +109,7 @@ def build_benchmark(docs: dict[str, str], questions: list[dict], tokenizer, para
     texts, queries = [c["text"] for c in chunks], [q["question"] for q in questions]
     retrieved, metrics = {}, {}
     for kind in params.retrievers:
-        options = {"embedder": params.dense_embedder} if kind == "dense" else {}
+        options = {"embedder": params.dense_embedder, "key": "rag.dense_embedder"} if kind == "dense" else {}
         tops = make_retriever(kind, texts, **options).search(queries, params.top_k)
         rows = []
         for question, span, top in zip(questions, spans, tops):
@@ -122,7 +122,7 @@ def build_benchmark(docs: dict[str, str], questions: list[dict], tokenizer, para
 
 
 def _answer_scores(rows: list[dict], answers: list[str], embedder: str, corpus: list[str]) -> tuple[dict, list[float]]:
-    sims = cosine_scores(answers, [r["reference"] for r in rows], embedder, corpus=corpus)
+    sims = cosine_scores(answers, [r["reference"] for r in rows], embedder, corpus=corpus, key="rag.embedder")
     hit_sims = [s for s, r in zip(sims, rows) if r["hit"]]
     return {"cosine": round(float(np.mean(sims)), 4), "cosine_median": round(float(np.median(sims)), 4),
             "cosine_given_hit": round(float(np.mean(hit_sims)), 4) if hit_sims else 0.0}, sims

@@ -188,7 +188,7 @@ def generate_docqa(name: str, source: SourceParams, input_path: Path, teacher: T
     rejects += [{"file": c.path, "line": None, "chunk": c.index, "code": "teacher_error",
                  "reason": f"teacher: answer: {r.error}"} for (c, _), r in zip(asked, answers) if not r.ok]
     scores = grounding([a for _, _, a in answered], [c.text for c, _, _ in answered], source.grounding_embedder,
-                       source.min_grounding, seed)
+                       source.min_grounding, seed, key=f"sources.{name}.grounding_embedder")
     records = []
     for (chunk, question, answer), score in zip(answered, scores):
         if not score["ok"]:

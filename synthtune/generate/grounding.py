@@ -46,13 +46,14 @@ def unsupported_terms(answer: str, context: str) -> list[str]:
 
 
 def grounding(answers: Sequence[str], contexts: Sequence[str], embedder: str, min_cosine: float,
-              seed: int = 0) -> list[dict]:
-    """One verdict per (answer, context) pair; embeddings through synthtune.text.embeddings (cached)."""
+              seed: int = 0, key: str = "grounding_embedder") -> list[dict]:
+    """One verdict per (answer, context) pair; embeddings through synthtune.text.embeddings (cached).
+    `key`: the params key of `embedder`, named by its errors."""
     from synthtune.text.embeddings import embed_texts
 
     if not answers:
         return []
-    vectors, _ = embed_texts(list(answers) + list(contexts), embedder, dims=256, seed=seed)
+    vectors, _ = embed_texts(list(answers) + list(contexts), embedder, dims=256, seed=seed, key=key)
     a, c = vectors[:len(answers)], vectors[len(answers):]
     cosines = np.einsum("ij,ij->i", a, c)
     out = []

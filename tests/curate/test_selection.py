@@ -201,7 +201,8 @@ def test_a_missing_sentence_transformer_is_one_line_naming_the_key(tmp_path):
                        cache_path=tmp_path / "c.sqlite")
     message = str(err.value)
     assert message.startswith("select.embedder: sentence-transformers model 'no-such-org/no-such-model' is not "
-                              "available locally") and "\n" not in message and "select.embedder: tfidf" in message
+                              "available locally") and "\n" not in message \
+        and "select.embedder: sentence-transformers:minilm (packaged)" in message
 
 
 def test_an_unknown_embedder_is_rejected_with_its_key(tmp_path, root):

@@ -70,3 +70,31 @@ def test_missing_wheel_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(ParamsError, match=r"sentence-transformers:minilm needs the wheel no-such-embedder-wheel"
                                           r"==0\.1\.2, which is not installed"):
         embeddings.packaged_embedder_dir("minilm", tmp_path)
+
+
+def test_every_embedder_error_names_the_key_it_came_from(monkeypatch, tmp_path):
+    """The same missing embedder, used by five stages' keys: each error line names its own key."""
+    from synthtune.evaluate.metrics.dialogue_state import nearest_intents
+    from synthtune.evaluate.metrics.text import cosine_scores
+    from synthtune.generate.dialogue.voicing import IntentCheck
+    from synthtune.generate.grounding import grounding
+    from synthtune.text.retrieval import make_retriever
+
+    monkeypatch.setenv("SYNTHTUNE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(PACKAGED_EMBEDDERS, "minilm",
+                        dataclasses.replace(PACKAGED_EMBEDDERS["minilm"], distribution="no-such-embedder-wheel"))
+    record = {"messages": [{"role": "user", "content": "find pasta", "annotations": {"intent": "find_recipe"}}]}
+    uses = {
+        "select.embedder": lambda: embed_texts(["a"], EMBEDDER, dims=0, seed=0),
+        "score.embedder": lambda: nearest_intents(["look_up_recipe"], {"find_recipe"}, EMBEDDER),
+        "rag.embedder": lambda: cosine_scores(["a"], ["b"], EMBEDDER, key="rag.embedder"),
+        "rag.dense_embedder": lambda: make_retriever("dense", ["a passage"], embedder=EMBEDDER,
+                                                     key="rag.dense_embedder"),
+        "sources.docs.grounding_embedder": lambda: grounding(["an answer"], ["a passage"], EMBEDDER, 0.3,
+                                                             key="sources.docs.grounding_embedder"),
+        "sources.recipe.intent_check": lambda: IntentCheck([record], EMBEDDER, 0.15, "sources.recipe.intent_check"),
+    }
+    for key, use in uses.items():
+        with pytest.raises(ParamsError) as err:
+            use()
+        assert str(err.value).startswith(f"{key}: {EMBEDDER} needs the wheel no-such-embedder-wheel"), key

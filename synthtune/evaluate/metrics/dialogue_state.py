@@ -89,7 +89,8 @@ def nearest_intents(predicted: list[str | None], known: set[str], embedder: str)
     if not outside or not known or not embedder.startswith(ST_PREFIX):
         return list(predicted)
     names = sorted(known)
-    vectors, _ = embed_texts([n.replace("_", " ") for n in names + outside], embedder, dims=2, seed=0)
+    vectors, _ = embed_texts([n.replace("_", " ") for n in names + outside], embedder, dims=2, seed=0,
+                             key="score.embedder")
     similarity = vectors[len(names):] @ vectors[: len(names)].T
     nearest = {name: names[int(np.argmax(row))] for name, row in zip(outside, similarity)}
     return [nearest.get(p, p) for p in predicted]

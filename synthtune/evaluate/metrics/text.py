@@ -38,20 +38,21 @@ def text_metrics(hypotheses: list[str], refs: list[str]) -> dict:
 
 
 def cosine_scores(hypotheses: Sequence[str], refs: Sequence[str], embedder: str = "tfidf",
-                  corpus: Sequence[str] | None = None) -> list[float]:
-    """Per-pair cosine of prediction and reference embeddings (`tfidf` IDF fitted on `corpus`)."""
+                  corpus: Sequence[str] | None = None, key: str = "score.embedder") -> list[float]:
+    """Per-pair cosine of prediction and reference embeddings (`tfidf` IDF fitted on `corpus`);
+    `key`: the params key of `embedder`, named by its errors."""
     if not hypotheses:
         return []
     from synthtune.text.embeddings import ST_PREFIX, resolve_sentence_transformer
 
     if embedder.startswith(ST_PREFIX):   # a packaged name (minilm) becomes its verified, extracted folder
-        embedder = ST_PREFIX + resolve_sentence_transformer(embedder[len(ST_PREFIX):])
+        embedder = ST_PREFIX + resolve_sentence_transformer(embedder[len(ST_PREFIX):], key)
     try:
         result = load_metric("cosine").compute(predictions=list(hypotheses), references=list(refs),
                                                embedder=embedder, corpus=list(corpus) if corpus is not None else None)
     except (OSError, ValueError) as exc:   # e.g. a sentence-transformers model missing from the local cache
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ParamsError(f"params.yaml: embedder {embedder!r} cannot be loaded ({first})") from None
+        raise ParamsError(f"{key}: embedder {embedder!r} cannot be loaded ({first})") from None
     return result["scores"]
 
 

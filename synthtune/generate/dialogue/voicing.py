@@ -142,7 +142,7 @@ class IntentCheck:
     wordings and catches 97-99% of wordings claimed as another intent; the nearest intent centroid
     flags 0.2-1.3% and catches only 88.5-92% (fillers pull short texts toward chitchat's centroid)."""
 
-    def __init__(self, records: list[dict], embedder: str, margin: float):
+    def __init__(self, records: list[dict], embedder: str, margin: float, key: str = "intent_check"):
         from synthtune.text.embeddings import embed_texts
 
         wordings: dict[str, str] = {}
@@ -151,11 +151,12 @@ class IntentCheck:
                 intent = (message.get("annotations") or {}).get("intent")
                 if message["role"] == "user" and intent:
                     wordings.setdefault(message["content"], intent)
-        self.embedder, self.margin = embedder, margin
+        self.embedder, self.margin, self.key = embedder, margin, key
         self.intents = sorted(set(wordings.values()))
         texts = sorted(wordings)
         self.labels = np.array([self.intents.index(wordings[t]) for t in texts], dtype=np.int64)
-        self.vectors = embed_texts(texts, embedder, dims=256, seed=0)[0] if texts else np.zeros((0, 0), np.float32)
+        self.vectors = embed_texts(texts, embedder, dims=256, seed=0, key=key)[0] if texts \
+            else np.zeros((0, 0), np.float32)
 
     def failures(self, texts: list[str], intents: list[str]) -> list[str | None]:
         """A reason for each text that reads as another intent, else None (unknown intents pass)."""
@@ -163,7 +164,7 @@ class IntentCheck:
 
         if not texts or not self.intents:
             return [None] * len(texts)
-        similarity = embed_texts(texts, self.embedder, dims=256, seed=0)[0] @ self.vectors.T
+        similarity = embed_texts(texts, self.embedder, dims=256, seed=0, key=self.key)[0] @ self.vectors.T
         nearest = np.stack([similarity[:, self.labels == j].max(axis=1) for j in range(len(self.intents))], axis=1)
         reasons = []
         for row, intent in zip(nearest, intents):
@@ -185,12 +186,13 @@ def reask(request, attempt: int, request_cls):
 
 
 def voice_dialogues(records: list[dict], domain: str, teacher, request_cls, reasks: int = 2,
-                    intent_check: str | None = None, intent_margin: float = 0.15) -> tuple[list[dict], list[dict]]:
+                    intent_check: str | None = None, intent_margin: float = 0.15,
+                    intent_check_key: str = "intent_check") -> tuple[list[dict], list[dict]]:
     """Template dialogues -> (teacher-voiced dialogues, rejects). Annotations are kept; a turn the
     teacher cannot voice after `reasks` re-asks keeps its template text (see the module docstring),
     so every dialogue comes back and the rejects are empty. `intent_check`: the embedder of the
-    IntentCheck (None: no intent check)."""
-    check = IntentCheck(records, intent_check, intent_margin) if intent_check else None
+    IntentCheck (None: no intent check), `intent_check_key` its params key (named by its errors)."""
+    check = IntentCheck(records, intent_check, intent_margin, intent_check_key) if intent_check else None
     batches = [turn_requests(r, domain, request_cls) for r in records]
     flat = [req for batch in batches for req in batch]
     messages = [m for r in records for m in r["messages"]]
