@@ -64,6 +64,12 @@ class Call:
     schema: dict | None = None          # sent as response_format json_schema / constrains local decoding
 
 
+def draw_seed(seed: int | None, sample: int) -> int:
+    """The RNG seed of draw `sample` of a request seeded `seed`: distinct per draw, so a re-ask
+    (sample 1, 2, ...) of a seeded request is a new draw, not the first one again."""
+    return (seed or 0) * 1_000_003 + sample
+
+
 def request_key(backend: str, model: str, call: Call) -> str:
     """sha256 of what determines an answer; the endpoint and the key are deliberately not in it."""
     shape = {"v": KEY_VERSION, "backend": backend, "model": model, "messages": call.messages,

@@ -347,3 +347,21 @@ def test_generate_stage_prints_one_error_line_and_exits_2(tmp_path, root, server
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: teacher.model: {server.base_url} does not serve model 'nope' (HTTP 404)")
     assert "Traceback" not in result.stderr and not (tmp_path / "raw.jsonl").exists()
+
+
+def test_reasks_of_a_seeded_request_send_seeds_of_their_own():
+    """A seeded server returns the same draw for the same body: draw 0 keeps the seed as given (its
+    cache keys and bodies stay what they were), re-asks 1 and 2 get distinct seeds; unseeded
+    requests send none (the server's own randomness tells the draws apart)."""
+    from synthtune.llm.backends.openai import Endpoint, OpenAIClient
+    from synthtune.llm.requests import Call, draw_seed
+
+    client = OpenAIClient(Endpoint("http://127.0.0.1:9/v1", "m", None, 1, 1.0, 0, 0.0, 0.0))
+
+    def call(seed, sample):
+        return Call(messages=[{"role": "user", "content": "hi"}], temperature=0.7, max_tokens=8, top_p=None,
+                    seed=seed, sample=sample, json=False)
+
+    seeds = [client.body(call(7, s))["seed"] for s in range(3)]
+    assert seeds[0] == 7 and len(set(seeds)) == 3 and seeds[1:] == [draw_seed(7, 1), draw_seed(7, 2)]
+    assert "seed" not in client.body(call(None, 2))

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from synthtune.llm.backends.hf import left_pad
-from synthtune.llm.requests import Call
+from synthtune.llm.requests import Call, draw_seed
 
 
 @dataclass
@@ -132,7 +132,7 @@ class ContinuousDecoder:
 
             row.matcher = xgr.GrammarMatcher(self.chat.constraints().grammar(call.schema))
         if call.temperature > 0:
-            row.generator = torch.Generator().manual_seed((call.seed or 0) * 1_000_003 + call.sample)
+            row.generator = torch.Generator().manual_seed(draw_seed(call.seed, call.sample))
         return row
 
     def _choose(self, rows: list[Row], logits) -> list[int]:

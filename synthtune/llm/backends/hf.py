@@ -15,7 +15,7 @@ from pathlib import Path
 
 from synthtune.core.config import GenerationParams
 from synthtune.llm.errors import TeacherModelNotFound
-from synthtune.llm.requests import Call, cut_at_stop
+from synthtune.llm.requests import Call, cut_at_stop, draw_seed
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
@@ -251,7 +251,7 @@ class LocalChatModel:
         elif first.temperature > 0:
             sampling.update(temperature=first.temperature, top_p=first.top_p)
         if sampling["do_sample"]:
-            torch.manual_seed((first.seed or 0) * 1_000_003 + first.sample)
+            torch.manual_seed(draw_seed(first.seed, first.sample))
         new_tokens = left_padded_generate(model, prompts, pad, max_new_tokens=max(c.max_tokens for c in calls),
                                           **sampling)
         stops = self.end_tokens()

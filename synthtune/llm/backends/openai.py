@@ -34,7 +34,7 @@ from typing import Any
 from synthtune.core.config import GenerationParams, OpenAIModelParams, TeacherParams
 from synthtune.core.errors import UserError
 from synthtune.llm.errors import RequestFailed, TeacherAuthError, TeacherError, TeacherModelNotFound, TeacherUnreachable
-from synthtune.llm.requests import Call, cut_at_stop
+from synthtune.llm.requests import Call, cut_at_stop, draw_seed
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,9 @@ class OpenAIClient:
             body["top_p"] = call.top_p
         body["max_tokens"] = call.max_tokens
         if call.seed is not None:
-            body["seed"] = call.seed
+            # a seeded server (vLLM, OpenAI) returns the same draw for the same body: re-asks
+            # (sample > 0) get a seed of their own; the first draw keeps the seed as given
+            body["seed"] = call.seed if call.sample == 0 else draw_seed(call.seed, call.sample)
         if call.stop:
             body["stop"] = call.stop
         if call.json and self.endpoint.json_mode:
