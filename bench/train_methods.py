@@ -20,7 +20,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,27 +32,22 @@ METHODS = ("lora", "qlora", "full")
 
 
 def child(method: str, steps: int) -> dict:
-    """Train `steps` steps with `method` in this process; its timings and peak RSS."""
-    from train_throughput import default_inputs, step_clock, steady
+    """Train `steps` steps with `method` in this process (train_throughput's TRL run); timings and peak RSS."""
+    from train_throughput import default_inputs, run_trl
 
-    from synthtune.model.training import build_trainer
+    from synthtune.model.precision import resolve_dtype
 
     with tempfile.TemporaryDirectory() as tmp:
         base, rows, params, where = default_inputs(Path(tmp))
         train = params.train.model_copy(update={"method": method, "max_steps": steps, "save_steps": 0,
                                                 "logging_steps": steps, "packing": False})
-        clock = step_clock()
-        trainer, _ = build_trainer(rows, [], base, Path(tmp) / "run", params.model, train, params.seed,
-                                   params.format.max_length, callbacks=[clock])
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
+        (seconds, _, steady_step), tokens, _ = run_trl(base, rows, params, train, Path(tmp))
+        # qlora trains without autocast: bitsandbytes computes in train.qlora.compute_dtype
+        dtype = f"nf4, compute {train.qlora.compute_dtype}" if method == "qlora" else resolve_dtype(train.dtype)
         return {"inputs": where, "model": json.loads((base / "manifest.json").read_text()).get("name"),
-                "dtype": "bfloat16" if trainer.args.bf16 else "float32",
-                "batch_size": train.batch_size, "max_length": params.format.max_length,
-                "steps": trainer.state.global_step, "wall_seconds": round(seconds, 2),
-                "steady_step_seconds": round(steady(clock.ends), 2),
-                "real_tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1),
+                "dtype": dtype, "batch_size": train.batch_size, "max_length": params.format.max_length,
+                "steps": steps, "wall_seconds": round(seconds, 2), "steady_step_seconds": round(steady_step, 2),
+                "real_tokens_per_s": round(tokens / seconds, 1),
                 # this child's high-water mark (Linux reports ru_maxrss in KiB)
                 "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2)}
 
