@@ -117,7 +117,7 @@ LAYERS = {
     "core": set(),
     "llm": {"core"},
     "text": {"core", "llm"},
-    "model": {"core"},
+    "model": {"core", "llm"},                        # llm: lm_head (the loss's head on labelled positions)
     "curate": {"core", "text"},
     "generate": {"core", "llm", "text", "curate"},   # curate: the no-graph ablation asks split_of
     "evaluate": {"core", "llm", "text", "generate", "model"},

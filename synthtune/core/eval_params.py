@@ -37,7 +37,7 @@ class OpenAIModelParams(Section):
 
 class PredictParams(GenerationParams):
     backend: Literal["hf", "vllm"] = "hf"             # runs the local models (base, tuned, adapters)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
     models: list[Literal["base", "tuned"]] = Field(default_factory=lambda: ["base", "tuned"])
     adapters: dict[str, str] = Field(default_factory=dict)             # more fine-tuned outputs: {name: dir}
     openai: dict[str, OpenAIModelParams] = Field(default_factory=dict)  # hosted models: {name: endpoint}

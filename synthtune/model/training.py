@@ -5,9 +5,10 @@ synthtune.model is the only package that imports TRL and PEFT, always inside fun
 (loss on the chat template's `{% generation %}` spans, assistant_only_loss), `prompt`/`completion`
 (completion_only_loss) or raw `text` (every token). Batches are length-grouped and padded by
 default because on CPU they beat TRL's packing by a wide margin (`train.packing` turns packing on;
-see bench/train_throughput.py). Training steps use the model's own loss (one cross-entropy over
-the logits) instead of TRL's chunked LM head with per-token entropy and accuracy, which cost about
-a third of the step time on the tiny model; evaluation keeps TRL's path and its token accuracy.
+see bench/train_throughput.py). The loss runs the LM head on the labelled positions only (one
+cross-entropy over their logits) instead of TRL's chunked LM head, which on CPU scores every position
+with per-token entropy and accuracy (about a third of the step time on the tiny model); evaluation
+logs TRL's token accuracy and entropy from the same logits.
 
 The pieces: methods (full/freezing, LoRA, QLoRA), checkpoints (run key and resume), dvclive_callback
 (training curves for dvc plots), launcher (multi-process via accelerate; `launch_command` is
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from synthtune.core.config import ModelParams, TrainParams
 from synthtune.core.errors import ParamsError, UserError
+from synthtune.llm.lm_head import head_on_positions, labelled_positions
 from synthtune.model.checkpoints import checkpoint_step, default_checkpoint_root, last_valid_checkpoint, run_key
 from synthtune.model.dvclive_callback import dvclive_callback
 from synthtune.model.launcher import launch_command
@@ -57,24 +59,42 @@ def _trainer_class():
     from trl import SFTTrainer
 
     class LightLossSFTTrainer(SFTTrainer):
-        """SFTTrainer whose training steps use the model's own loss path.
+        """SFTTrainer whose loss projects only the labelled positions through the LM head.
 
-        TRL computes the loss through a chunked LM head that also produces per-token entropy and
-        top-1 accuracy on every step; on small models that costs ~30% of the step. The model's own
-        forward with labels computes the same token-mean cross-entropy (`num_items_in_batch`
-        keeps gradient accumulation exact). Evaluation goes through TRL (eval token accuracy).
+        The model's own forward with labels builds logits for every position, and TRL's chunked LM
+        head scores every position too on CPU (it compacts to the labelled ones on Triton devices
+        only). With a 49k vocabulary and assistant-only loss about half of the positions are prompt
+        tokens, whose logits (and their fp32 cross-entropy) are computed for nothing. Here the head sees only the positions
+        whose next token is trained on, and the loss is the same token-mean cross-entropy
+        (`num_items_in_batch` keeps gradient accumulation exact). Evaluation computes TRL's eval
+        metrics (mean token accuracy, entropy) from those logits; training steps skip them.
         """
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs or not model.training or self.args.loss_type != "nll" \
-                    or self.compute_loss_func is not None or self.label_smoother is not None:
+            import torch
+            import torch.nn.functional as F
+
+            if return_outputs or self.args.loss_type != "nll" or self.compute_loss_func is not None \
+                    or self.label_smoother is not None or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            kwargs = dict(inputs, use_cache=False)
-            if num_items_in_batch is not None:
-                kwargs["num_items_in_batch"] = num_items_in_batch
-            loss = model(**kwargs).loss
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            keep, targets = labelled_positions(labels)
+            with head_on_positions(self.accelerator.unwrap_model(model), keep):
+                logits = model(**inputs, use_cache=False).logits.float()
+            count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+            loss = F.cross_entropy(logits, targets, reduction="sum") / torch.as_tensor(count).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
+            if not model.training:      # the eval metrics TRL logs, from the labelled positions' logits
+                with torch.no_grad():
+                    valid = self.accelerator.gather_for_metrics(torch.tensor(targets.numel())).sum()
+                    correct = self.accelerator.gather_for_metrics((logits.argmax(-1) == targets).sum()).sum()
+                    log_p = logits.log_softmax(-1)
+                    entropy = self.accelerator.gather_for_metrics(-(log_p.exp() * log_p).sum()).sum()
+                if valid > 0:
+                    self._metrics["eval"]["entropy"].append((entropy / valid).item())
+                    self._metrics["eval"]["mean_token_accuracy"].append((correct / valid).item())
             return loss
 
     return LightLossSFTTrainer

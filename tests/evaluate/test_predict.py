@@ -83,7 +83,11 @@ def test_perplexity_is_exp_of_the_assistant_token_loss(dialogues, tiny_tokenizer
     labels = torch.tensor([[t if m else -100 for t, m in zip(ids, mask)]])
     with torch.inference_mode():
         loss = tiny_model(input_ids=torch.tensor([ids]), labels=labels).loss.item()
+    head_rows = []
+    hook = tiny_model.get_output_embeddings().register_forward_hook(lambda m, a, out: head_rows.append(out.shape[0]))
     result = assistant_perplexity(tiny_model, tiny_tokenizer, [example])
+    hook.remove()
+    assert head_rows == [sum(mask[1:])]          # the LM head ran on the scored positions only
     assert result["val_tokens"] == sum(mask[1:]) and result["perplexity"] == pytest.approx(torch.tensor(loss).exp().item(), rel=1e-3)
     both = assistant_perplexity(tiny_model, tiny_tokenizer, [to_chat(d) for d in dialogues[:3]], batch_size=2)
     one_by_one = assistant_perplexity(tiny_model, tiny_tokenizer, [to_chat(d) for d in dialogues[:3]], batch_size=1)

@@ -335,3 +335,59 @@ def test_the_final_evaluation_reuses_the_logged_one_of_the_same_weights():
     assert final_evaluation(best)["eval_loss"] == 0.5 and best.evaluated == 0
     unlogged = Trainer(False, None, 70)                       # stopped between evaluations: evaluate now
     assert final_evaluation(unlogged)["eval_loss"] == 0.9 and unlogged.evaluated == 1
+
+
+# ------------------------------------------------------------------ the loss on labelled positions
+
+def _batch_and_trainer(rows, base_dir, tmp_path):
+    from synthtune.model.training import build_trainer
+
+    train = params(method="full", save_steps=0, batch_size=8, group_by_length=False)
+    trainer, _ = build_trainer(rows[:8], rows[8:16], base_dir, tmp_path, ModelParams(), train, 0, MAX_LENGTH)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+    return trainer, batch
+
+
+def test_the_loss_projects_only_labelled_positions_and_equals_the_models_own_loss(rows, base_dir, tmp_path):
+    """The head sees one row per trained next token; the loss and its gradients are the model's own."""
+    import torch
+
+    trainer, batch = _batch_and_trainer(rows, base_dir, tmp_path)
+    model = trainer.model.train()
+    seen = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    for items in (None, torch.tensor(labelled + 7)):      # gradient accumulation counts the tokens itself
+        model.zero_grad()
+        ours = trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
+        ours.backward()
+        ours_grad = model.get_input_embeddings().weight.grad.clone()
+        model.zero_grad()
+        kwargs = {} if items is None else {"num_items_in_batch": items}
+        reference = model(**batch, use_cache=False, **kwargs).loss
+        reference.backward()
+        assert torch.allclose(ours, reference, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(ours_grad, model.get_input_embeddings().weight.grad, rtol=1e-4, atol=1e-7)
+    hook.remove()
+    vocab = model.config.vocab_size
+    assert seen[0] == (labelled, vocab)                          # ours: the labelled positions only
+    assert seen[1] == (*batch["input_ids"].shape, vocab)         # the model's own: every position
+
+
+def test_evaluation_metrics_match_trls_own_path(rows, base_dir, tmp_path):
+    """Eval loss, token accuracy and entropy from the labelled logits equal TRL's chunked LM head's."""
+    import torch
+    from trl import SFTTrainer
+
+    trainer, batch = _batch_and_trainer(rows, base_dir, tmp_path)
+    trainer.model.eval()
+    with torch.no_grad():       # as Trainer.prediction_step
+        ours = trainer.compute_loss(trainer.model, dict(batch)).item()
+        ours_metrics = {k: v.pop() for k, v in trainer._metrics["eval"].items()
+                        if k in ("entropy", "mean_token_accuracy")}
+        theirs = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch)).item()
+    theirs_metrics = {k: trainer._metrics["eval"][k].pop() for k in ours_metrics}
+    assert set(ours_metrics) == {"entropy", "mean_token_accuracy"}
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert ours_metrics == pytest.approx(theirs_metrics, rel=1e-4)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from synthtune.core.config import GenerationParams
 from synthtune.llm.errors import TeacherModelNotFound
+from synthtune.llm.lm_head import head_on_positions, labelled_positions
 from synthtune.llm.requests import Call, cut_at_stop, draw_seed
 
 
@@ -141,12 +142,11 @@ def assistant_perplexity(model, tokenizer, examples: Sequence[dict], batch_size:
         attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
         labels = torch.tensor([[t if m else -100 for t, m in zip(ids, mask)] + [-100] * (width - len(ids))
                                for ids, mask in batch])
-        with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        nll += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=-100, reduction="sum").item()
-        count += int((targets != -100).sum())
+        keep, targets = labelled_positions(labels)
+        with torch.inference_mode(), head_on_positions(model, keep):   # logits of the scored positions only
+            logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
+        nll += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        count += targets.numel()
     return {"perplexity": round(math.exp(nll / count), 4) if count else None, "val_tokens": count}
 
 
