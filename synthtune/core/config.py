@@ -259,7 +259,7 @@ class FormatParams(Section):
 class LoraParams(Section):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"   # "all-linear", a list of module names, or a regex
 
 

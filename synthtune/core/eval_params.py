@@ -75,7 +75,7 @@ class RagParams(Section):
     embedder: str = Field("sentence-transformers:minilm",
                           pattern=r"^(tfidf|sentence-transformers:\S.*)$")  # answer cosine embeddings
     max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
 
