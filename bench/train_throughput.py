@@ -110,7 +110,8 @@ def run_trl(base, rows, params, train, scratch, record=False):
 
 
 def run_plain(base, params, train, batches):
-    """A minimal PyTorch loop: same model preparation, optimizer and schedule as the trainer."""
+    """A minimal PyTorch loop: same model preparation, optimizer, schedule and autocast as the trainer;
+    its loss is the model's own (`model(**batch).loss`: every position's logits)."""
     import torch
     from transformers import Trainer, get_scheduler, set_seed
 
@@ -131,10 +132,13 @@ def run_plain(base, params, train, batches):
                                {"params": no_decay, "weight_decay": 0.0}], **optimizer_kwargs)
     scheduler = get_scheduler(train.lr_scheduler, optimizer, args.get_warmup_steps(len(batches)), len(batches))
     model.train()
+    # the trainer's mixed precision: bf16 autocast where `train.dtype` resolves to bfloat16 (fp32 master weights)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16))
     started, cpu = time.perf_counter(), time.process_time()
     ends = [started]
     for batch in batches:
-        loss = model(**batch).loss
+        with autocast:
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
         optimizer.step()
